@@ -1,0 +1,155 @@
+"""Connections by libpq conventions, and the one place driver errors become agentchat errors.
+
+A connection string is anything libpq accepts: a ``postgresql://`` URI, a ``key=value`` conninfo,
+or nothing at all (then PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSERVICE, PGDATABASE and ~/.pgpass
+apply, exactly as for psql). Passwords never leave this module in a message: errors and
+descriptions name host, port, database and user only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import conninfo as _conninfo
+from psycopg.rows import TupleRow
+
+from agentchat import errors
+
+Connection = psycopg.Connection[TupleRow]
+
+#: seconds to wait for a server that does not answer, unless the DSN or PGCONNECT_TIMEOUT says
+DEFAULT_CONNECT_TIMEOUT = 10
+#: the longest identifier PostgreSQL keeps; longer names are silently truncated by the server
+MAX_IDENTIFIER_BYTES = 63
+
+
+def validate_identifier(name: str, what: str = "name") -> str:
+    """Return *name* if PostgreSQL can store it unchanged, else raise :class:`InvalidInput`.
+
+    Quotes, spaces, semicolons and unicode are fine (names always go through
+    ``psycopg.sql.Identifier``); empty names, NUL bytes and names over 63 bytes are not, since
+    the server would reject or silently truncate them.
+    """
+    if not name:
+        raise errors.InvalidInput(f"{what} must not be empty")
+    if "\x00" in name:
+        raise errors.InvalidInput(f"{what} must not contain a NUL byte")
+    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        raise errors.InvalidInput(
+            f"{what} {name[:20]!r}... is {len(name.encode())} bytes long;"
+            f" PostgreSQL keeps at most {MAX_IDENTIFIER_BYTES}"
+        )
+    return name
+
+
+def make_conninfo(dsn: str | None = None, *, dbname: str | None = None) -> str:
+    """Combine a DSN (URI or conninfo, may be empty) with an optional database override."""
+    try:
+        if dbname is not None:
+            return _conninfo.make_conninfo(dsn or "", dbname=validate_identifier(dbname, "database"))
+        return _conninfo.make_conninfo(dsn or "")
+    except psycopg.ProgrammingError as exc:
+        raise errors.InvalidInput(f"invalid connection string: {_first_line(str(exc))}") from None
+
+
+def conninfo_params(conninfo: str) -> dict[str, str]:
+    """The parameters of a conninfo, with libpq's environment defaults filled in (not password)."""
+    params = {k: str(v) for k, v in _conninfo.conninfo_to_dict(conninfo).items() if v is not None}
+    env = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE"}
+    for key, var in env.items():
+        if key not in params and os.environ.get(var):
+            params[key] = os.environ[var]
+    params.pop("password", None)
+    return params
+
+
+def target_dbname(conninfo: str) -> str | None:
+    """The database a conninfo names (explicitly or through PGDATABASE/PGUSER), if it can tell."""
+    params = conninfo_params(conninfo)
+    return params.get("dbname") or params.get("user") or None
+
+
+def describe(conninfo: str) -> str:
+    """A short, password-free description such as ``db "nova" on 127.0.0.1:5432``."""
+    params = conninfo_params(conninfo)
+    host = params.get("host") or "the local socket"
+    if host.startswith("/"):
+        host = f"socket {host}"
+    where = f"{host}:{params['port']}" if "port" in params else host
+    name = params.get("dbname") or params.get("service")
+    return f'database "{name}" on {where}' if name else where
+
+
+def with_dbname(conninfo: str, dbname: str) -> str:
+    """The same connection parameters, another database."""
+    return _conninfo.make_conninfo(conninfo, dbname=dbname)
+
+
+def connect(conninfo: str, *, autocommit: bool = True) -> Connection:
+    """Open a connection or raise a clear :class:`agentchat.errors.ConnectionFailed`."""
+    params = _conninfo.conninfo_to_dict(conninfo)
+    extra: dict[str, str | int] = {}
+    if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
+        extra["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
+    extra.setdefault("application_name", "agentchat")
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit, **extra)
+    except psycopg.OperationalError as exc:
+        raise connection_error(exc, conninfo) from None
+
+
+@contextmanager
+def connection(conninfo: str, *, autocommit: bool = True) -> Iterator[Connection]:
+    """``with connection(conninfo) as conn:`` — connect, translate errors, always close."""
+    conn = connect(conninfo, autocommit=autocommit)
+    try:
+        with conn:
+            yield conn
+    except psycopg.Error as exc:
+        raise translate(exc) from None
+
+
+def connection_error(exc: psycopg.OperationalError, conninfo: str) -> errors.AgentchatError:
+    """Turn a failed connection attempt into one actionable line."""
+    text = str(exc)
+    where = describe(conninfo)
+    if "password authentication failed" in text or "no password supplied" in text:
+        return errors.AuthenticationFailed(
+            f"authentication failed for {where}: {_server_reason(text)}",
+            fix="check the user and password (PGPASSWORD, ~/.pgpass or the DSN)",
+        )
+    if "does not exist" in text and "database" in text:
+        return errors.DatabaseMissing(f"{where}: {_server_reason(text)}")
+    return errors.ConnectionFailed(f"cannot connect to {where}: {_server_reason(text)}")
+
+
+def translate(exc: psycopg.Error) -> errors.AgentchatError:
+    """Turn any other driver error into a :class:`agentchat.errors.DatabaseError` (one line)."""
+    diag = getattr(exc, "diag", None)
+    primary = diag.message_primary if diag is not None else None
+    message = primary or _first_line(str(exc)) or type(exc).__name__
+    hint = diag.message_hint if diag is not None else None
+    if isinstance(exc, psycopg.errors.InvalidParameterValue | psycopg.errors.CheckViolation):
+        return errors.InvalidInput(message, fix=hint)
+    return errors.DatabaseError(message, fix=hint)
+
+
+def _server_reason(text: str) -> str:
+    """The useful part of a libpq connection error (it is multi-line and repeats itself)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "FATAL:" in line:
+            return line.split("FATAL:", 1)[1].strip()
+    line = lines[0] if lines else text
+    if line.startswith("connection failed: "):
+        line = line[len("connection failed: ") :]
+    if "failed: " in line:
+        line = line.rsplit("failed: ", 1)[1]
+    return line
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""

@@ -1,0 +1,42 @@
+"""Rendering for the CLI: psql-style tables, JSON, and one-line messages on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+PROG = "agentchat"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A table laid out as psql lays it out (headers centred, a rule, cells left-aligned)."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = [" " + " | ".join(h.center(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("-" + "-+-".join("-" * w for w in widths) + "-")
+    for row in cells:
+        lines.append(" " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    noun = "row" if len(cells) == 1 else "rows"
+    lines.append(f"({len(cells)} {noun})")
+    return "\n".join(lines)
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def error(message: str) -> None:
+    """One line on stderr: ``agentchat: error: ...``."""
+    click.echo(f"{PROG}: error: {message}", err=True)
+
+
+def warning(message: str) -> None:
+    click.echo(f"{PROG}: warning: {message}", err=True)
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

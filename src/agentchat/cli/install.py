@@ -1,0 +1,122 @@
+"""``agentchat install`` and ``agentchat triggers``."""
+
+from __future__ import annotations
+
+import click
+
+from agentchat import _db, policy
+from agentchat import install as installer
+from agentchat.cli import _options, _output
+
+
+@click.command()
+@_options.connection
+@click.option("--no-create", is_flag=True, help="Fail instead of creating a missing database.")
+@click.option("--dry-run", is_flag=True, help="Print the SQL it would run; change nothing.")
+@click.option(
+    "--dimension", type=click.IntRange(1, 2000), default=384, show_default=True,
+    help="Embedding vector dimension, fixed at first install.",
+)  # fmt: skip
+@_options.json_flag
+def install(
+    dsn: str | None,
+    database: str | None,
+    no_create: bool,
+    dry_run: bool,
+    dimension: int,
+    as_json: bool,
+) -> None:
+    """Install agentchat into a database and set its triggers by the policy.
+
+    Creates the database if missing, creates pgvector, applies migrations, detects the
+    database's replication role from the catalogs and sets trigger modes accordingly. A second
+    run changes nothing.
+    """
+    report = installer.install(
+        dsn, database=database, create=not no_create, dry_run=dry_run, dimension=dimension
+    )
+    for line in report.warnings:
+        _output.warning(line)
+    if as_json:
+        _output.emit_json(report.as_dict())
+        return
+    if dry_run:
+        click.echo(f"-- agentchat install --dry-run for database {report.database!r}:"
+                   " nothing was changed")  # fmt: skip
+        for statement in report.statements:
+            click.echo(statement if statement.endswith(";") else statement)
+        if not report.statements:
+            click.echo("-- nothing to do: schema and triggers are up to date")
+        return
+    click.echo(render_report(report))
+
+
+def render_report(report: installer.InstallReport) -> str:
+    facts = report.facts
+    lines = [f"database   {report.database}"]
+    lines.append(f"created    {'yes' if report.created else 'no (exists)'}")
+    applied = f"applied {', '.join(report.applied)}" if report.applied else "up to date"
+    lines.append(f"schema     version {report.schema_version} ({applied})")
+    role = facts.role.value
+    if facts.subscriptions:
+        role += f" (subscriptions: {', '.join(facts.subscriptions)})"
+    elif facts.publications:
+        role += f" (publications: {', '.join(facts.publications)})"
+    lines.append(f"role       {role}")
+    if not report.changes:
+        lines.append("triggers   match the policy, nothing changed")
+    for change in report.changes:
+        lines.append(
+            f"changed    {change.trigger}: {change.old.name} -> {change.new.name}"
+            f" ({change.reason})"
+        )
+    return "\n".join(lines)
+
+
+@click.command()
+@_options.connection
+@_options.json_flag
+def triggers(dsn: str | None, database: str | None, as_json: bool) -> int:
+    """Show agent_chat's triggers, their modes, and whether each matches the policy.
+
+    The seed's "Check Trigger Status" table plus a verdict. Exit code 0 when every trigger
+    matches the policy for this database's role, 1 otherwise.
+    """
+    conninfo = _db.make_conninfo(dsn, dbname=database)
+    with _db.connection(conninfo) as conn:
+        facts = policy.read_role(conn)
+        rows = policy.trigger_report(conn, facts)
+    if as_json:
+        _output.emit_json(
+            [
+                {
+                    "schema": r.schema,
+                    "table": r.table,
+                    "trigger": r.trigger,
+                    "mode": r.mode_name,
+                    "expected": r.expected.name if r.expected else None,
+                    "ok": r.ok,
+                }
+                for r in rows
+            ]
+        )
+    else:
+        click.echo(render_triggers(rows, facts))
+    return 0 if rows and all(r.ok for r in rows) else 1
+
+
+def render_triggers(rows: list[policy.TriggerStatus], facts: policy.RoleFacts) -> str:
+    body = _output.table(
+        ["schemaname", "tablename", "triggername", "trigger_mode", "verdict"],
+        [
+            (
+                r.schema,
+                r.table,
+                r.trigger,
+                r.mode_name,
+                "ok" if r.ok else f"WRONG (policy: {r.expected.name if r.expected else '-'})",
+            )
+            for r in rows
+        ],
+    )
+    return f"role: {facts.role.value}\n{body}"

@@ -1,0 +1,198 @@
+"""The installer: database, pgvector, migrations, and trigger modes by the database's role.
+
+>>> report = install("postgresql://postgres@/?host=/tmp/sock", database="nova_memory")  # doctest: +SKIP
+>>> report.role, [c.trigger for c in report.changes]                                     # doctest: +SKIP
+(<Role.PLAIN: 'plain'>, [])
+
+A second run changes nothing. If the installer created the database and a later step fails, it
+drops the database again, so a failed install leaves nothing half-made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from agentchat import _db, errors, policy, schema
+from agentchat.sql import load_migrations, queries
+
+
+@dataclass
+class InstallReport:
+    """What the installer found and did (or, in a dry run, would do)."""
+
+    database: str
+    created: bool = False
+    applied: list[str] = field(default_factory=list)
+    schema_version: int = 0
+    facts: policy.RoleFacts = field(default_factory=lambda: policy.RoleFacts(False, False))
+    changes: list[policy.TriggerChange] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def role(self) -> policy.Role:
+        return self.facts.role
+
+    @property
+    def changed_anything(self) -> bool:
+        return self.created or bool(self.applied) or bool(self.changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "dry_run": self.dry_run,
+            "created": self.created,
+            "applied": self.applied,
+            "schema_version": self.schema_version,
+            "role": self.role.value,
+            "subscriptions": list(self.facts.subscriptions),
+            "publications": list(self.facts.publications),
+            "changes": [
+                {"trigger": c.trigger, "from": c.old.name, "to": c.new.name, "reason": c.reason}
+                for c in self.changes
+            ],
+            "warnings": self.warnings,
+            **({"sql": self.statements} if self.dry_run else {}),
+        }
+
+
+def install(
+    dsn: str | None = None,
+    *,
+    database: str | None = None,
+    create: bool = True,
+    dry_run: bool = False,
+    dimension: int = schema.DEFAULT_DIMENSION,
+) -> InstallReport:
+    """Install or upgrade agentchat in one database and set its triggers by the policy."""
+    schema.validate_dimension(dimension)
+    conninfo = _db.make_conninfo(dsn, dbname=database)
+    name = database or _db.target_dbname(conninfo)
+    if not name:
+        raise errors.InvalidInput("no database given", fix="pass --database NAME or a DSN")
+    report = InstallReport(database=name, dry_run=dry_run)
+
+    try:
+        conn = _db.connect(conninfo)
+    except errors.DatabaseMissing:
+        if not create:
+            raise errors.DatabaseMissing(
+                f'database "{name}" does not exist', fix="drop --no-create to create it"
+            ) from None
+        if dry_run:
+            return _dry_run_fresh(report, dimension)
+        report.created = _create_database(conninfo, name)
+        conn = _db.connect(conninfo)
+
+    try:
+        with conn:
+            _install_into(conn, report, dimension)
+    except BaseException:
+        conn.close()
+        if report.created:
+            _drop_database(conninfo, name)
+        raise
+    return report
+
+
+def _install_into(conn: _db.Connection, report: InstallReport, dimension: int) -> None:
+    try:
+        version_num, wal_level, vector_available = _server_facts(conn)
+        if not vector_available:
+            raise errors.ExtensionMissing(
+                f"the pgvector extension is not available on this server (PostgreSQL"
+                f" {version_num // 10000})",
+                fix="install pgvector on the server, or use `agentchat server start`",
+            )
+        if wal_level != "logical":
+            report.warnings.append(
+                f"wal_level is {wal_level}: fine for this database, but replicating agent_chat"
+                " from it needs wal_level = logical (ALTER SYSTEM SET wal_level = logical;"
+                " then restart the server)"
+            )
+        if report.dry_run:
+            todo = schema.pending(conn)
+            report.statements += [m.text.strip() for m in todo]
+            report.applied = [f"{m.version:04d}_{m.name}" for m in todo]
+            report.schema_version = todo[-1].version if todo else schema.schema_version(conn)
+        else:
+            done = schema.migrate(conn, dimension=dimension)
+            report.applied = [f"{m.version:04d}_{m.name}" for m in done]
+            report.schema_version = schema.schema_version(conn)
+        report.facts = policy.read_role(conn)
+        if report.dry_run:
+            report.changes = policy.planned_changes(conn, report.facts)
+            report.statements += [c.statement + ";" for c in report.changes]
+        else:
+            report.changes = policy.apply_policy(conn, report.facts)
+    except psycopg.Error as exc:
+        raise _db.translate(exc) from None
+
+
+def _server_facts(conn: _db.Connection) -> tuple[int, str, bool]:
+    row = conn.execute(queries["server_facts"]).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1]), bool(row[2])
+
+
+def _dry_run_fresh(report: InstallReport, dimension: int) -> InstallReport:
+    """A dry run against a database that does not exist yet: everything would be done."""
+    migrations = load_migrations()
+    report.created = True
+    report.statements.append(f"CREATE DATABASE {_quote_ident(report.database)};")
+    report.statements += [m.text.strip() for m in migrations]
+    report.applied = [f"{m.version:04d}_{m.name}" for m in migrations]
+    report.schema_version = migrations[-1].version
+    return report
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _maintenance_conninfos(conninfo: str) -> list[str]:
+    return [_db.with_dbname(conninfo, "postgres"), _db.with_dbname(conninfo, "template1")]
+
+
+def _maintenance_connect(conninfo: str) -> _db.Connection:
+    last: errors.AgentchatError | None = None
+    for candidate in _maintenance_conninfos(conninfo):
+        try:
+            return _db.connect(candidate)
+        except errors.DatabaseMissing as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
+def _create_database(conninfo: str, name: str) -> bool:
+    """CREATE DATABASE through a maintenance database; False if someone else just created it."""
+    with _maintenance_connect(conninfo) as admin:
+        _, _, vector_available = _server_facts(admin)
+        if not vector_available:
+            raise errors.ExtensionMissing(
+                "the pgvector extension is not available on this server",
+                fix="install pgvector on the server, or use `agentchat server start`",
+            )
+        try:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.DuplicateDatabase:
+            return False
+        except psycopg.Error as exc:
+            raise _db.translate(exc) from None
+    return True
+
+
+def _drop_database(conninfo: str, name: str) -> None:
+    """Undo :func:`_create_database` after a failed install (best effort, never raises)."""
+    with (
+        contextlib.suppress(errors.AgentchatError, psycopg.Error),
+        _maintenance_connect(conninfo) as admin,
+    ):
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))

@@ -1,0 +1,187 @@
+"""The trigger policy: which mode each agent_chat trigger must have, for a database's role.
+
+PostgreSQL decides whether a trigger fires from its mode (``pg_trigger.tgenabled``) and the
+session's ``session_replication_role``; the logical replication apply worker runs as ``replica``:
+
+=============  ===========================  ==========================
+mode           row arriving by replication  row written locally
+=============  ===========================  ==========================
+ORIGIN (O)     does not fire                fires
+REPLICA (R)    fires                        does not fire
+ALWAYS (A)     fires                        fires
+DISABLED (D)   does not fire                does not fire
+=============  ===========================  ==========================
+
+So agents on a replica hear replicated rows only with the notify trigger in ALWAYS mode, and the
+embedding trigger skips replicated rows in ORIGIN mode. (The seed document's advice, ``ENABLE
+REPLICA TRIGGER trg_embed_chat_message``, does the opposite: it fires *only* for replicated rows.)
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+from agentchat._db import Connection
+from agentchat.sql import queries
+
+NOTIFY_TRIGGER = "trg_notify_agent_chat"
+EMBED_TRIGGER = "trg_embed_chat_message"
+
+
+class Mode(enum.Enum):
+    """A trigger's firing mode, named as the seed's status query names it."""
+
+    ORIGIN = "O"
+    ALWAYS = "A"
+    REPLICA = "R"
+    DISABLED = "D"
+
+    @property
+    def clause(self) -> str:
+        """The ALTER TABLE clause that sets this mode."""
+        return {
+            Mode.ORIGIN: "ENABLE",
+            Mode.ALWAYS: "ENABLE ALWAYS",
+            Mode.REPLICA: "ENABLE REPLICA",
+            Mode.DISABLED: "DISABLE",
+        }[self]
+
+
+class Role(enum.Enum):
+    """What a database is in the replication topology, as its catalogs say."""
+
+    PLAIN = "plain"
+    SOURCE = "source"
+    SUBSCRIBER = "subscriber"
+
+
+@dataclass(frozen=True)
+class RoleFacts:
+    """Replication facts read from the catalogs (never guessed from names)."""
+
+    is_source: bool
+    is_subscriber: bool
+    subscriptions: tuple[str, ...] = ()
+    publications: tuple[str, ...] = ()
+
+    @property
+    def role(self) -> Role:
+        # A database both publishing and subscribing (a relay) follows the subscriber policy.
+        if self.is_subscriber:
+            return Role.SUBSCRIBER
+        return Role.SOURCE if self.is_source else Role.PLAIN
+
+
+#: why each trigger has the mode it has (same for every role today; kept per role on purpose)
+POLICY: dict[Role, dict[str, Mode]] = {
+    role: {NOTIFY_TRIGGER: Mode.ALWAYS, EMBED_TRIGGER: Mode.ORIGIN} for role in Role
+}
+
+REASONS: dict[str, str] = {
+    NOTIFY_TRIGGER: "agents on a replica must hear replicated rows: ALWAYS fires for them too",
+    EMBED_TRIGGER: (
+        "ORIGIN fires for local writes only, so a replicated row never enters the embedding"
+        " queue; REPLICA (the seed's advice) fires only for replicated rows — backwards"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TriggerStatus:
+    """One row of the trigger table: the mode found, the mode the policy wants, the verdict."""
+
+    schema: str
+    table: str
+    trigger: str
+    mode: Mode | None  # None: the trigger does not exist
+    expected: Mode | None  # None: the policy says nothing about this trigger
+
+    @property
+    def ok(self) -> bool:
+        return self.expected is None or self.mode == self.expected
+
+    @property
+    def mode_name(self) -> str:
+        return self.mode.name if self.mode else "MISSING"
+
+
+@dataclass(frozen=True)
+class TriggerChange:
+    """A mode the installer changed (or, in a dry run, would change)."""
+
+    trigger: str
+    old: Mode
+    new: Mode
+    reason: str
+    statement: str = field(compare=False)
+
+
+def read_role(conn: Connection) -> RoleFacts:
+    row = conn.execute(queries["replication_role"]).fetchone()
+    assert row is not None
+    return RoleFacts(
+        is_subscriber=bool(row[0]),
+        is_source=bool(row[1]),
+        subscriptions=tuple(row[2] or ()),
+        publications=tuple(row[3] or ()),
+    )
+
+
+def trigger_modes(conn: Connection) -> dict[str, Mode]:
+    """``{trigger name: mode}`` for agent_chat's user triggers."""
+    return {
+        name: Mode[mode] for _s, _t, name, mode in conn.execute(queries["trigger_status"])
+    }
+
+
+def trigger_report(conn: Connection, facts: RoleFacts | None = None) -> list[TriggerStatus]:
+    """The seed's trigger-status table, with the policy's verdict for each trigger."""
+    facts = facts or read_role(conn)
+    wanted = POLICY[facts.role]
+    found = trigger_modes(conn)
+    rows = [
+        TriggerStatus("public", "agent_chat", name, mode, wanted.get(name))
+        for name, mode in found.items()
+    ]
+    rows += [
+        TriggerStatus("public", "agent_chat", name, None, mode)
+        for name, mode in wanted.items()
+        if name not in found
+    ]
+    return sorted(rows, key=lambda r: r.trigger)
+
+
+def alter_statement(trigger: str, mode: Mode) -> sql.Composed:
+    return sql.SQL("ALTER TABLE public.agent_chat {} TRIGGER {}").format(
+        sql.SQL(mode.clause), sql.Identifier(trigger)
+    )
+
+
+def planned_changes(conn: Connection, facts: RoleFacts) -> list[TriggerChange]:
+    """The mode changes that bring this database in line with the policy."""
+    changes = []
+    for status in trigger_report(conn, facts):
+        if status.mode is not None and status.expected is not None and not status.ok:
+            stmt = alter_statement(status.trigger, status.expected)
+            changes.append(
+                TriggerChange(
+                    status.trigger,
+                    status.mode,
+                    status.expected,
+                    REASONS[status.trigger],
+                    stmt.as_string(conn),
+                )
+            )
+    return changes
+
+
+def apply_policy(conn: Connection, facts: RoleFacts) -> list[TriggerChange]:
+    """Set every trigger to its policy mode in one transaction; return what changed."""
+    with conn.transaction():
+        changes = planned_changes(conn, facts)
+        for change in changes:
+            conn.execute(alter_statement(change.trigger, change.new))
+    return changes

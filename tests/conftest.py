@@ -1,0 +1,80 @@
+"""Real PostgreSQL for the suite: two clusters per version ("hub" and "remote", two hosts).
+
+AGENTCHAT_PG_VERSIONS=16,18 (the test script's default) runs every database test on both
+versions; a plain `pytest` run uses 18. Nothing here mocks the database.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agentchat.server import Cluster
+from tests import helpers
+
+VERSIONS = [int(v) for v in os.environ.get("AGENTCHAT_PG_VERSIONS", "18").split(",") if v]
+
+
+@pytest.fixture(scope="session")
+def cluster_root() -> Iterator[Path]:
+    """A directory for the suite's clusters, traversable by the server's unprivileged user."""
+    root = Path(tempfile.mkdtemp(prefix="agentchat-tests-"))
+    root.chmod(0o755)  # our own fresh temp dir; the clusters inside are 0700
+    yield root
+    helpers.rmtree(root)
+
+
+@pytest.fixture(scope="session", params=VERSIONS, ids=[f"pg{v}" for v in VERSIONS])
+def pg_version(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+def _cluster(root: Path, name: str, version: int) -> Iterator[Cluster]:
+    cluster = Cluster(root / f"{name}{version}", version=version, ephemeral=True)
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def hub(cluster_root: Path, pg_version: int) -> Iterator[Cluster]:
+    """The first "host": a cluster whose databases play the sources (and same-cluster replicas)."""
+    yield from _cluster(cluster_root, "hub", pg_version)
+
+
+@pytest.fixture(scope="session")
+def remote(cluster_root: Path, pg_version: int) -> Iterator[Cluster]:
+    """The second "host": a separate cluster, reached over TCP like another machine."""
+    yield from _cluster(cluster_root, "remote", pg_version)
+
+
+def _fresh_database(cluster: Cluster) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield cluster.conninfo(name)
+    helpers.drop_database(cluster, name)
+
+
+@pytest.fixture
+def db(hub: Cluster) -> Iterator[str]:
+    """A fresh, empty database on the hub; its conninfo."""
+    yield from _fresh_database(hub)
+
+
+@pytest.fixture
+def db2(hub: Cluster) -> Iterator[str]:
+    """A second fresh database on the hub (same cluster as `db`)."""
+    yield from _fresh_database(hub)
+
+
+@pytest.fixture
+def remote_db(remote: Cluster) -> Iterator[str]:
+    """A fresh, empty database on the remote cluster; its conninfo."""
+    yield from _fresh_database(remote)
