@@ -76,7 +76,19 @@ def drop_database(cluster: Cluster, name: str) -> None:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+def ensure_replication_user(conninfo: str) -> None:
+    """The seed's `replication_user` (LOGIN REPLICATION), created once per cluster."""
+    execute(
+        conninfo,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replication_user')"
+        " THEN CREATE ROLE replication_user LOGIN REPLICATION"
+        f" PASSWORD '{REPLICATION_PASSWORD}'; END IF; END $$",
+    )
 
 
 def seed_subscribe(
@@ -94,12 +106,7 @@ def seed_subscribe(
         options = f"WITH (create_slot = false, slot_name = '{name}')"
     else:
         # another "host": over TCP as a replication role, as the seed's conninfo does
-        execute(
-            source,
-            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replication_user')"
-            f" THEN CREATE ROLE replication_user LOGIN REPLICATION PASSWORD '{REPLICATION_PASSWORD}';"
-            " END IF; END $$",
-        )
+        ensure_replication_user(source)
         execute(source, "GRANT SELECT ON agent_chat TO replication_user")
         conn_source = psycopg.conninfo.make_conninfo(
             host="127.0.0.1", port=source_cluster.port, dbname=dbname(source),

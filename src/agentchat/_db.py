@@ -49,7 +49,9 @@ def make_conninfo(dsn: str | None = None, *, dbname: str | None = None) -> str:
     """Combine a DSN (URI or conninfo, may be empty) with an optional database override."""
     try:
         if dbname is not None:
-            return _conninfo.make_conninfo(dsn or "", dbname=validate_identifier(dbname, "database"))
+            return _conninfo.make_conninfo(
+                dsn or "", dbname=validate_identifier(dbname, "database")
+            )
         return _conninfo.make_conninfo(dsn or "")
     except psycopg.ProgrammingError as exc:
         raise errors.InvalidInput(f"invalid connection string: {_first_line(str(exc))}") from None
@@ -96,7 +98,7 @@ def connect(conninfo: str, *, autocommit: bool = True) -> Connection:
         extra["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
     extra.setdefault("application_name", "agentchat")
     try:
-        return psycopg.connect(conninfo, autocommit=autocommit, **extra)
+        return psycopg.connect(_conninfo.make_conninfo(conninfo, **extra), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise connection_error(exc, conninfo) from None
 

@@ -1,8 +1,8 @@
 """The installer: database, pgvector, migrations, and trigger modes by the database's role.
 
->>> report = install("postgresql://postgres@/?host=/tmp/sock", database="nova_memory")  # doctest: +SKIP
->>> report.role, [c.trigger for c in report.changes]                                     # doctest: +SKIP
-(<Role.PLAIN: 'plain'>, [])
+    report = install("postgresql://postgres@/?host=/tmp/sock", database="nova_memory")
+    report.role      # Role.PLAIN, Role.SOURCE or Role.SUBSCRIBER, read from the catalogs
+    report.changes   # trigger modes changed to match the policy ([] on a second run)
 
 A second run changes nothing. If the installer created the database and a later step fails, it
 drops the database again, so a failed install leaves nothing half-made.

@@ -132,9 +132,7 @@ def read_role(conn: Connection) -> RoleFacts:
 
 def trigger_modes(conn: Connection) -> dict[str, Mode]:
     """``{trigger name: mode}`` for agent_chat's user triggers."""
-    return {
-        name: Mode[mode] for _s, _t, name, mode in conn.execute(queries["trigger_status"])
-    }
+    return {name: Mode[mode] for _s, _t, name, mode in conn.execute(queries["trigger_status"])}
 
 
 def trigger_report(conn: Connection, facts: RoleFacts | None = None) -> list[TriggerStatus]:

@@ -39,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         _output.error("aborted")
         return 130
-    except click.exceptions.NoArgsIsHelp as exc:
-        click.echo(exc.ctx.get_help() if exc.ctx else "", err=True)
-        return 2
     except click.ClickException as exc:
-        hint = f" (see `{exc.ctx.command_path} --help`)" if getattr(exc, "ctx", None) else ""
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__.startswith("NoArgsIsHelp") and ctx is not None:
+            click.echo(ctx.get_help(), err=True)  # `agentchat` alone: the help, as usual
+            return 2
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         _output.error(exc.format_message().replace("\n", " ") + hint)
         return exc.exit_code
     except errors.AgentchatError as exc:

@@ -19,7 +19,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = [" " + " | ".join(h.center(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines.append("-" + "-+-".join("-" * w for w in widths) + "-")
     for row in cells:
-        lines.append(" " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        lines.append(
+            " " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        )
     noun = "row" if len(cells) == 1 else "rows"
     lines.append(f"({len(cells)} {noun})")
     return "\n".join(lines)

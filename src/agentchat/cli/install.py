@@ -44,7 +44,7 @@ def install(
         click.echo(f"-- agentchat install --dry-run for database {report.database!r}:"
                    " nothing was changed")  # fmt: skip
         for statement in report.statements:
-            click.echo(statement if statement.endswith(";") else statement)
+            click.echo(statement)
         if not report.statements:
             click.echo("-- nothing to do: schema and triggers are up to date")
         return
@@ -67,8 +67,7 @@ def render_report(report: installer.InstallReport) -> str:
         lines.append("triggers   match the policy, nothing changed")
     for change in report.changes:
         lines.append(
-            f"changed    {change.trigger}: {change.old.name} -> {change.new.name}"
-            f" ({change.reason})"
+            f"changed    {change.trigger}: {change.old.name} -> {change.new.name} ({change.reason})"
         )
     return "\n".join(lines)
 

@@ -156,13 +156,14 @@ BEGIN
         RAISE EXCEPTION 'too many mentions (%; at most 64)', pg_catalog.cardinality(clean_mentions)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF reply_to IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM public.agent_chat c WHERE c.id = reply_to) THEN
-        RAISE EXCEPTION 'reply_to % is not a message', reply_to
+    IF send_agent_message.reply_to IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM public.agent_chat c WHERE c.id = send_agent_message.reply_to
+    ) THEN
+        RAISE EXCEPTION 'reply_to % is not a message', send_agent_message.reply_to
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO public.agent_chat (channel, sender, message, mentions, reply_to)
-    VALUES (clean_channel, clean_sender, message, clean_mentions, reply_to)
+    VALUES (clean_channel, clean_sender, message, clean_mentions, send_agent_message.reply_to)
     RETURNING id INTO new_id;
     RETURN new_id;
 END

@@ -1,0 +1,34 @@
+"""The trigger policy as data: the same modes for every role, and the seed's mistake named."""
+
+from __future__ import annotations
+
+from agentchat import policy
+from agentchat.cli._output import table
+from agentchat.policy import EMBED_TRIGGER, NOTIFY_TRIGGER, Mode, Role, RoleFacts
+
+
+def test_policy_modes() -> None:
+    for role in Role:
+        assert policy.POLICY[role] == {NOTIFY_TRIGGER: Mode.ALWAYS, EMBED_TRIGGER: Mode.ORIGIN}
+
+
+def test_role_from_facts() -> None:
+    assert RoleFacts(False, False).role is Role.PLAIN
+    assert RoleFacts(True, False).role is Role.SOURCE
+    assert RoleFacts(False, True).role is Role.SUBSCRIBER
+    assert RoleFacts(True, True).role is Role.SUBSCRIBER  # a relay follows the subscriber policy
+
+
+def test_verdicts() -> None:
+    wrong = policy.TriggerStatus("public", "agent_chat", EMBED_TRIGGER, Mode.REPLICA, Mode.ORIGIN)
+    missing = policy.TriggerStatus("public", "agent_chat", NOTIFY_TRIGGER, None, Mode.ALWAYS)
+    extra = policy.TriggerStatus("public", "agent_chat", "user_trigger", Mode.ORIGIN, None)
+    assert (wrong.ok, missing.ok, extra.ok) == (False, False, True)
+    assert missing.mode_name == "MISSING"
+    assert "REPLICA" in policy.REASONS[EMBED_TRIGGER]
+
+
+def test_table_is_laid_out_like_psql() -> None:
+    assert table(["a", "long header"], [("x", "y")]) == (
+        " a | long header\n---+-------------\n x | y\n(1 row)"
+    )
