@@ -164,7 +164,10 @@ def _account_can(account: Account | None, test: str, path: Path) -> bool:
     if account is None:
         return os.access(path, {"-x": os.X_OK, "-w": os.W_OK, "-r": os.R_OK}[test])
     done = subprocess.run(
-        ["test", test, str(path)], check=False, cwd="/", **_as_account_kwargs(account)  # type: ignore[call-overload]
+        ["test", test, str(path)],
+        check=False,
+        cwd="/",
+        **_as_account_kwargs(account),  # type: ignore[call-overload]
     )
     return bool(done.returncode == 0)
 
@@ -184,13 +187,13 @@ def runnable_binaries(binaries: Binaries, account: Account | None) -> Binaries:
         SYSTEM_CACHE.mkdir(mode=0o755, parents=True, exist_ok=True)
         SYSTEM_CACHE.chmod(0o755)
         scratch = Path(f"{target}.tmp-{os.getpid()}")
-        shutil.copytree(binaries.prefix, scratch, symlinks=True)
+        copy_installation(binaries, scratch)
         scratch.chmod(0o755)
         try:
             scratch.rename(target)
         except OSError:  # a concurrent copy won
             shutil.rmtree(scratch, ignore_errors=True)
-    copy = Binaries(target, binaries.version)
+    copy = _relocated(binaries, target)
     if not _account_can(account, "-x", copy.path("postgres")):
         raise errors.ServerError(
             f"user {account.name if account else '?'} cannot execute {copy.path('postgres')}"
@@ -202,6 +205,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _write_private(path: Path, text: str, account: Account | None = None) -> None:
+    """Write *path* afresh, mode 0600 from the first byte (never readable by others)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        if account is not None:
+            os.fchown(f.fileno(), account.uid, account.gid)
+        f.write(text)
 
 
 def _unreachable_parent(path: Path, account: Account | None) -> Path | None:
@@ -235,8 +248,9 @@ class ServerStatus:
 class Cluster:
     """One private PostgreSQL cluster in *directory*.
 
-    *version* defaults to the existing cluster's, else 18. ``settings`` are extra ``postgresql.conf`` settings applied at init; ``ephemeral=True``
-    trades crash safety for speed (``fsync=off``), for tests and demos.
+    *version* defaults to the existing cluster's, else 18. ``settings`` are extra
+    ``postgresql.conf`` settings applied at init; ``ephemeral=True`` trades crash safety for
+    speed (``fsync=off``), for tests and demos.
     """
 
     def __init__(
@@ -265,7 +279,7 @@ class Cluster:
             )
         self.version = existing if isinstance(existing, int) else version or DEFAULT_VERSION
         self._binaries = binaries
-        self._account: Account | None | bool = False  # resolved lazily (may create a user)
+        self._account: Account | bool | None = False  # resolved lazily (may create a user)
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -277,7 +291,10 @@ class Cluster:
 
     @property
     def initialized(self) -> bool:
-        return (self.data / "PG_VERSION").exists() and self._meta_file.exists()
+        try:
+            return (self.data / "PG_VERSION").exists() and self._meta_file.exists()
+        except PermissionError:  # a parent we cannot traverse: init() says which
+            return False
 
     @property
     def port(self) -> int:
@@ -288,10 +305,31 @@ class Cluster:
 
     @property
     def account(self) -> Account | None:
+        """Who runs the server binaries: None for a non-root caller, else an unprivileged user.
+
+        For root, an existing cluster runs as the user who owns its data directory (a cluster
+        a user made with ``agentchat server start`` stays theirs); a new one as
+        :func:`server_account`.
+        """
         if self._account is False:
-            self._account = server_account()
+            self._account = self._owner_account() if os.geteuid() == 0 else None
+            if self._account is None:
+                self._account = server_account()
         assert self._account is not True
         return self._account
+
+    def _owner_account(self) -> Account | None:
+        try:
+            stat = self.data.stat()
+        except OSError:
+            return None
+        if stat.st_uid == 0 or not (self.data / "PG_VERSION").exists():
+            return None
+        try:
+            name = pwd.getpwuid(stat.st_uid).pw_name
+        except KeyError:
+            name = str(stat.st_uid)
+        return Account(name, stat.st_uid, stat.st_gid)
 
     @property
     def binaries(self) -> Binaries:
@@ -339,7 +377,8 @@ class Cluster:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _prepare_directory(self) -> None:
+    def _check_reachable(self) -> None:
+        """Raise a clear error if the server's user cannot reach the cluster directory."""
         blocked = _unreachable_parent(self.directory.parent, self.account)
         if blocked is not None:
             who = self.account.name if self.account else "this user"
@@ -347,17 +386,26 @@ class Cluster:
                 f"{blocked} is not traversable by {who}, who runs the PostgreSQL server",
                 fix="choose a data directory outside it (--data-dir or AGENTCHAT_DATA_DIR)",
             )
-        self.directory.parent.mkdir(parents=True, exist_ok=True)
-        self.directory.mkdir(mode=0o700, exist_ok=True)
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        if self.account is not None:
-            for path in (self.directory, self.socket_dir):
-                os.chown(path, self.account.uid, self.account.gid)
+
+    def _prepare_directory(self) -> None:
         if len(str(self.socket_dir)) + len("/.s.PGSQL.65535") > 107:
             raise errors.ServerError(
                 f"the socket path under {self.socket_dir} is too long for a Unix socket",
                 fix="choose a shorter data directory",
             )
+        self._check_reachable()
+        # Parents we create are ours: make them traversable whatever the umask (the caller's
+        # existing directories are never chmod-ed).
+        missing = [p for p in reversed(self.directory.parents) if not p.exists()]
+        for parent in missing:
+            parent.mkdir(exist_ok=True)
+            if self.account is not None:
+                parent.chmod(0o755)
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        if self.account is not None:
+            for path in (self.directory, self.socket_dir):
+                os.chown(path, self.account.uid, self.account.gid)
 
     def init(self, port: int | None = None) -> None:
         """Create the cluster (once; a no-op when it exists)."""
@@ -369,10 +417,7 @@ class Cluster:
         port = port or free_port()
         password = secrets.token_urlsafe(24)
         pwfile = self.directory / ".initdb-password"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
-        if self.account is not None:
-            os.chown(pwfile, self.account.uid, self.account.gid)
+        _write_private(pwfile, password + "\n", self.account)
         settings = {
             **self._settings,
             "port": str(port),
@@ -391,11 +436,14 @@ class Cluster:
             self._run("initdb", args, timeout=120)
         finally:
             pwfile.unlink(missing_ok=True)
-        for host in ("127.0.0.1", "localhost"):
-            line = f"{host}:{port}:*:{SUPERUSER}:{password}\n"
-            with self.passfile.open("a") as f:
-                f.write(line)
-        self.passfile.chmod(0o600)
+        # Written afresh: libpq takes the first matching line, so a line left by a half-made
+        # earlier attempt would shadow the new password.
+        _write_private(
+            self.passfile,
+            "".join(
+                f"{host}:{port}:*:{SUPERUSER}:{password}\n" for host in ("127.0.0.1", "localhost")
+            ),
+        )
         self._meta_file.write_text(json.dumps({"version": self.version, "port": port}))
 
     def start(self, *, timeout: float = 60) -> None:
@@ -403,9 +451,13 @@ class Cluster:
         self.init()
         if self.is_running():
             return
-        # A stale socket lock from a killed server would make the new one refuse to start.
-        for stale in self.socket_dir.glob(".s.PGSQL.*"):
-            stale.unlink(missing_ok=True)
+        if self.account is not None:
+            self._check_reachable()
+        self._remove_stale_locks()
+        try:
+            log_start = self.log.stat().st_size
+        except OSError:
+            log_start = 0
         try:
             self._run(
                 "pg_ctl",
@@ -413,11 +465,24 @@ class Cluster:
                 timeout=timeout + 10,
             )
         except errors.ServerError as exc:
-            tail = self.log_tail()
+            tail = self.log_tail(since=log_start)  # this attempt's lines, not an old run's
             raise errors.ServerError(
                 f"PostgreSQL {self.version} in {self.directory} did not start: {tail or exc}",
                 fix=f"see {self.log}",
             ) from None
+
+    def _remove_stale_locks(self) -> None:
+        """Remove the lock files of a server that died without cleaning up (kill -9, OOM).
+
+        The server refuses to start while the pid recorded in ``postmaster.pid`` exists, and a
+        killed postmaster lingers as a zombie until its parent (often init) reaps it. Removing
+        the lock is safe once that pid is not a postmaster on this data directory: PostgreSQL
+        still refuses to start while any old backend is attached to the cluster's shared memory.
+        """
+        if self.pid() is None and self._recorded_pid() is not None:
+            (self.data / "postmaster.pid").unlink(missing_ok=True)
+        for stale in self.socket_dir.glob(".s.PGSQL.*"):
+            stale.unlink(missing_ok=True)
 
     def stop(self, mode: str = "fast") -> bool:
         """Stop the server (``smart``, ``fast`` or ``immediate``); False if it was not running."""
@@ -432,21 +497,39 @@ class Cluster:
         self.stop(mode)
         self.start()
 
-    def pid(self) -> int | None:
-        """The postmaster's pid, trusted only if that process is running on this data directory."""
+    def _recorded_pid(self) -> int | None:
         try:
-            first = (self.data / "postmaster.pid").read_text().splitlines()[0]
-            pid = int(first)
+            return int((self.data / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
+
+    def pid(self) -> int | None:
+        """The postmaster's pid, trusted only if that process is running on this data directory.
+
+        A killed postmaster leaves ``postmaster.pid`` behind, and its pid may live on as a zombie
+        or be reused by another process (even another cluster's postmaster): the process must be
+        a live ``postgres`` whose working directory (where a postmaster always chdirs) is ours.
+        """
+        pid = self._recorded_pid()
+        if pid is None:
+            return None
+        proc = Path(f"/proc/{pid}")
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            return None
+        except OSError:  # no /proc (not Linux), or not allowed to look
             with contextlib.suppress(OSError):
                 os.kill(pid, 0)
                 return pid
             return None
-        return pid if cmdline and cmdline[0].endswith(b"postgres") else None
+        if not cmdline or not cmdline[0].endswith(b"postgres"):  # a zombie's cmdline is empty
+            return None
+        try:
+            cwd = Path(os.readlink(proc / "cwd"))
+        except OSError:  # another user's process (or it just exited): the name must do
+            return pid
+        return pid if cwd == self.data.resolve() else None
 
     def is_running(self) -> bool:
         return self.initialized and self.pid() is not None
@@ -467,9 +550,12 @@ class Cluster:
             self.stop("immediate")
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def log_tail(self, lines: int = 1) -> str:
+    def log_tail(self, lines: int = 1, *, since: int = 0) -> str:
+        """The last *lines* of the server log, from byte offset *since* on."""
         try:
-            text = self.log.read_text(errors="replace").strip().splitlines()
+            with self.log.open("rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace").strip().splitlines()
         except OSError:
             return ""
         return " / ".join(text[-lines:])
@@ -487,3 +573,22 @@ class Cluster:
                 return
             time.sleep(0.05)
         raise errors.ServerError(f"server in {self.directory} not ready after {timeout:.0f} s")
+
+
+def _relocated(binaries: Binaries, root: Path) -> Binaries:
+    return Binaries(root / binaries.prefix.parent.name / binaries.prefix.name, binaries.version)
+
+
+def copy_installation(binaries: Binaries, root: Path) -> Binaries:
+    """Copy an installation under *root*, keeping the layout its RPATHs expect.
+
+    The wheel's binaries find their shared libraries at ``$ORIGIN/../../../<package>.libs``, so
+    the package's ``*.libs`` folders are copied beside the package folder.
+    """
+    copy = _relocated(binaries, root)
+    shutil.copytree(binaries.prefix, copy.prefix, symlinks=True)
+    for libs in binaries.prefix.parent.parent.glob(f"{binaries.prefix.parent.name}*.libs"):
+        shutil.copytree(libs, root / libs.name, symlinks=True)
+    for folder in (root, copy.prefix.parent):
+        folder.chmod(0o755)
+    return copy

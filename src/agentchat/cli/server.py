@@ -97,7 +97,17 @@ def status(data_dir: Path | None, name: str, as_json: bool) -> int:
     cluster = get_cluster(data_dir, name)
     if not cluster.initialized:
         if as_json:
-            _output.emit_json({"running": False, "directory": str(cluster.directory)})
+            # the same keys as for an existing cluster, so scripts need no special case
+            _output.emit_json(
+                {
+                    "running": False,
+                    "pid": None,
+                    "port": None,
+                    "version": None,
+                    "directory": str(cluster.directory),
+                    "uri": None,
+                }
+            )
         else:
             click.echo(f"no cluster in {cluster.directory}")
         return 3
