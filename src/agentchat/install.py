@@ -96,7 +96,7 @@ def install(
     except BaseException:
         conn.close()
         if report.created:
-            _drop_database(conninfo, name)
+            drop_database(conninfo, name)
         raise
     return report
 
@@ -189,8 +189,8 @@ def _create_database(conninfo: str, name: str) -> bool:
     return True
 
 
-def _drop_database(conninfo: str, name: str) -> None:
-    """Undo :func:`_create_database` after a failed install (best effort, never raises)."""
+def drop_database(conninfo: str, name: str) -> None:
+    """Drop a database this package created, after a later step failed (best effort)."""
     with (
         contextlib.suppress(errors.AgentchatError, psycopg.Error),
         _maintenance_connect(conninfo) as admin,

@@ -1,7 +1,8 @@
 """SQL shipped with agentchat: named queries and ordered migrations, loaded from .sql files.
 
 ``queries["trigger_status"]`` is the text of the block headed ``-- name: trigger_status`` in
-``queries.sql``. Migrations are the files ``migrations/NNNN_name.sql``, applied in order.
+one of the package's ``.sql`` files (names are unique across files). Migrations are the files
+``migrations/NNNN_name.sql``, applied in order.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
-def _package_text(*parts: str) -> str:
-    return resources.files(__name__).joinpath(*parts).read_text(encoding="utf-8")
-
-
 def parse_queries(text: str) -> dict[str, sql.SQL]:
     """Split a queries file into ``{name: SQL}`` (the text of each block, comments included)."""
     chunks = _NAME.split(text)
@@ -34,7 +31,19 @@ def parse_queries(text: str) -> dict[str, sql.SQL]:
     return found
 
 
-queries: dict[str, sql.SQL] = parse_queries(_package_text("queries.sql"))
+def _load_queries() -> dict[str, sql.SQL]:
+    found: dict[str, sql.SQL] = {}
+    for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            for name, query in parse_queries(entry.read_text(encoding="utf-8")).items():
+                if name in found:
+                    raise ValueError(f"query {name!r} is defined in two files")
+                found[name] = query
+    return found
+
+
+#: every named query of every .sql file in this package (queries.sql, replication.sql, ...)
+queries: dict[str, sql.SQL] = _load_queries()
 
 
 @dataclass(frozen=True)

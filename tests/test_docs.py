@@ -1,0 +1,554 @@
+"""The docs are tested: every example in README.md and docs/*.md runs against a real cluster.
+
+Conventions (docs/architecture.md describes them for writers):
+
+``console`` blocks
+    Lines ``$ command`` followed by the output expected from it (stdout and stderr, merged in
+    order). ``agentchat ...``, ``./agent-install.sh ...`` and ``psql ...`` commands run as real
+    subprocesses: the console script next to ``sys.executable``, agent-install.sh from the
+    repository root, the psql shipped with the suite's PostgreSQL. The environment points libpq
+    at the suite's ``hub`` cluster (PGHOST, PGPORT, PGUSER=postgres); other PG* variables are
+    removed. Leading ``NAME=value`` words set environment variables for that command. The exit
+    code must be 0, or N when the command line ends with ``# exit N``. Any other command fails
+    the test: mark such a block as skipped.
+``sql`` blocks
+    Run with psql (each statement in autocommit, as a user pasting it would) against a freshly
+    installed database of their own, and must succeed.
+
+Placeholders, in commands and in expected output:
+
+``<tmp>``     a fresh directory per document (for ``--data-dir``); URL-encoded inside URIs
+``<socket>``  the hub cluster's Unix socket directory
+``<port>``    in a command, the hub cluster's port; in output, any number
+``<pid>``     in output, any number
+
+An expected line ``...`` matches any number of output lines (none included). Trailing spaces
+are ignored.
+
+Markers, an HTML comment on the line just before a block's opening fence:
+
+``<!-- doc-test: skip (reason) -->``        the block is not run (the reason is required)
+``<!-- doc-test: database NAME -->``        a sql block runs against database NAME, in order
+                                            with the document's console blocks
+``<!-- doc-test: error (text) -->``         a sql block must fail with an error containing text
+
+Each document's console blocks (and database-bound sql blocks) run in order as one test, after
+dropping every database the document names (``--database``/``-d`` arguments and ``database``
+markers), so each document starts from a clean slate; each other sql block is a test of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import tomllib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from agentchat import install
+from agentchat.server import Cluster, find_binaries
+from agentchat.sql import queries
+from tests import helpers
+
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+SYSTEM_DATABASES = {"postgres", "template0", "template1"}
+TIMEOUT = 120
+
+_FENCE = re.compile(r"^```(\w*)\s*$")
+_MARKER = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
+_MARKER_FORMS = re.compile(r"^(skip \(.+\)|database \S+|error \(.+\))$")
+_EXIT = re.compile(r"\s+#\s*exit\s+(\d+)\s*$")
+_ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+ELLIPSIS = "..."
+
+
+# -- parsing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Command:
+    line: int  # 1-based line in the document
+    text: str  # as written, without the exit comment
+    exit_code: int
+    expected: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Block:
+    doc: Path
+    line: int  # 1-based line of the opening fence
+    lang: str
+    text: str
+    marker: str | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.doc.relative_to(REPO)}:{self.line}"
+
+    @property
+    def skipped(self) -> bool:
+        return self.marker is not None and self.marker.startswith("skip")
+
+    @property
+    def database(self) -> str | None:
+        if self.marker and self.marker.startswith("database "):
+            return self.marker.split(None, 1)[1]
+        return None
+
+    @property
+    def expected_error(self) -> str | None:
+        if self.marker and self.marker.startswith("error ("):
+            return self.marker[len("error (") : -1]
+        return None
+
+    def commands(self) -> list[Command]:
+        """The ``$ command`` lines of a console block, each with its expected output."""
+        found: list[Command] = []
+        lines = self.text.splitlines()
+        i = 0
+        while i < len(lines):
+            line = lines[i]
+            if line.startswith("$ "):
+                text = line[2:]
+                start = i
+                while text.endswith("\\") and i + 1 < len(lines):  # continuation lines
+                    i += 1
+                    text = text[:-1].rstrip() + " " + lines[i].strip()
+                exit_code = 0
+                match = _EXIT.search(text)
+                if match:
+                    exit_code = int(match[1])
+                    text = text[: match.start()]
+                found.append(Command(self.line + 1 + start, text.strip(), exit_code))
+            elif found:
+                found[-1].expected.append(line)
+            elif line.strip():
+                raise AssertionError(f"{self.where}: output before the first `$ command`")
+            i += 1
+        return found
+
+
+def parse_blocks(doc: Path, text: str | None = None) -> list[Block]:
+    """Every fenced block of a markdown document, with the doc-test marker just before it."""
+    lines = (doc.read_text(encoding="utf-8") if text is None else text).splitlines()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        match = _FENCE.match(lines[i])
+        if not match:
+            i += 1
+            continue
+        start, lang = i, match[1]
+        i += 1
+        body: list[str] = []
+        while i < len(lines) and not re.match(r"^```\s*$", lines[i]):
+            body.append(lines[i])
+            i += 1
+        marker_match = _MARKER.match(lines[start - 1]) if start > 0 else None
+        marker = marker_match[1] if marker_match else None
+        blocks.append(Block(doc, start + 1, lang, "\n".join(body), marker))
+        i += 1
+    return blocks
+
+
+def doc_id(doc: Path) -> str:
+    return str(doc.relative_to(REPO))
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """What placeholders stand for, and the environment commands run in."""
+
+    hub: Cluster
+    tmp: Path
+
+    def substitute(self, text: str) -> str:
+        return (
+            text.replace("<tmp>", str(self.tmp))
+            .replace("<socket>", str(self.hub.socket_dir))
+            .replace("<port>", str(self.hub.port))
+        )
+
+    def env(self) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("PG") and k not in ("AGENTCHAT_DSN", "AGENTCHAT_DATA_DIR")
+        }
+        env.update(
+            PGHOST=str(self.hub.socket_dir),
+            PGPORT=str(self.hub.port),
+            PGUSER="postgres",
+            COLUMNS="80",
+            PYTHONIOENCODING="utf-8",
+        )
+        return env
+
+    def line_pattern(self, expected: str) -> re.Pattern[str]:
+        def either(path: Path) -> str:
+            return f"(?:{re.escape(str(path))}|{re.escape(quote(str(path), safe=''))})"
+
+        replacements = {
+            "<tmp>": either(self.tmp),
+            "<socket>": either(self.hub.socket_dir),
+            "<port>": r"\d+",
+            "<pid>": r"\d+",
+        }
+        parts = re.split(r"(<tmp>|<socket>|<port>|<pid>)", expected.rstrip())
+        return re.compile(
+            "".join(replacements.get(p, re.escape(p)) for p in parts) + r"\Z", re.DOTALL
+        )
+
+
+def output_matches(ctx: Context, expected: list[str], actual: list[str]) -> bool:
+    """Does *actual* match *expected* line by line (placeholders, ``...`` for any lines)?"""
+    patterns = [None if e.strip() == ELLIPSIS else ctx.line_pattern(e) for e in expected]
+    actual = [a.rstrip() for a in actual]
+    while patterns and patterns[-1] is not None and patterns[-1].pattern == r"\Z":
+        patterns.pop()  # trailing blank expected lines
+    while actual and not actual[-1]:
+        actual.pop()
+    memo: dict[tuple[int, int], bool] = {}
+
+    def match(i: int, j: int) -> bool:
+        if (i, j) not in memo:
+            if i == len(patterns):
+                result = j == len(actual)
+            elif patterns[i] is None:
+                result = match(i + 1, j) or (j < len(actual) and match(i, j + 1))
+            else:
+                pattern = patterns[i]
+                assert pattern is not None
+                result = j < len(actual) and bool(pattern.match(actual[j])) and match(i + 1, j + 1)
+            memo[i, j] = result
+        return memo[i, j]
+
+    return match(0, 0)
+
+
+def psql_path(ctx: Context) -> Path:
+    return find_binaries(ctx.hub.version).path("psql")
+
+
+def argv_for(ctx: Context, command: Command) -> tuple[list[str], dict[str, str]]:
+    words = shlex.split(ctx.substitute(command.text))
+    env = ctx.env()
+    while words and _ENV_WORD.match(words[0]):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    if not words:
+        raise AssertionError(f"line {command.line}: empty command")
+    program, args = words[0], words[1:]
+    if program == "agentchat":
+        return [str(Path(sys.executable).with_name("agentchat")), *args], env
+    if program == "./agent-install.sh":
+        script = REPO / "agent-install.sh"
+        if not script.exists():
+            pytest.fail(f"line {command.line}: {script} does not exist (yet)")
+        return [str(script), *args], env
+    if program == "psql":
+        return [str(psql_path(ctx)), "-X", *args], env
+    raise AssertionError(
+        f"line {command.line}: doc tests run agentchat, ./agent-install.sh and psql, not"
+        f" {program!r}; mark the block <!-- doc-test: skip (reason) -->"
+    )
+
+
+def run_command(ctx: Context, block: Block, command: Command) -> None:
+    argv, env = argv_for(ctx, command)
+    done = subprocess.run(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        cwd=REPO,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    actual = done.stdout.splitlines()
+    if done.returncode != command.exit_code or not output_matches(ctx, command.expected, actual):
+        pytest.fail(
+            f"{block.doc.relative_to(REPO)}:{command.line}: $ {command.text}\n"
+            f"exit code {done.returncode} (documented: {command.exit_code})\n"
+            "--- documented output\n" + "\n".join(command.expected) + "\n"
+            "--- actual output\n" + "\n".join(actual),
+            pytrace=False,
+        )
+
+
+def run_sql(ctx: Context, block: Block, dbname: str) -> subprocess.CompletedProcess[str]:
+    """Run a sql block with psql, statement by statement, stopping at the first error."""
+    return subprocess.run(
+        [
+            str(psql_path(ctx)), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse",
+            "-d", ctx.hub.conninfo(dbname), "-f", "-",
+        ],
+        input=ctx.substitute(block.text),
+        capture_output=True,
+        text=True,
+        env=ctx.env(),
+        timeout=TIMEOUT,
+        check=False,
+    )  # fmt: skip
+
+
+def databases_named(ctx: Context, blocks: list[Block]) -> list[str]:
+    """Every database a document's runnable blocks name, in order of first mention."""
+    names: list[str] = []
+    for block in blocks:
+        if block.skipped:
+            continue
+        if block.lang == "sql" and block.database:
+            names.append(block.database)
+        if block.lang != "console":
+            continue
+        for command in block.commands():
+            words = shlex.split(ctx.substitute(command.text))
+            for i, word in enumerate(words):
+                if word in ("--database", "-d") and i + 1 < len(words):
+                    names.append(words[i + 1])
+                elif word.startswith("--database="):
+                    names.append(word.split("=", 1)[1])
+                elif word == "--dsn" and i + 1 < len(words):
+                    try:
+                        dsn = psycopg.conninfo.conninfo_to_dict(words[i + 1])
+                    except psycopg.ProgrammingError:
+                        continue
+                    if dsn.get("dbname"):
+                        names.append(str(dsn["dbname"]))
+    unique = dict.fromkeys(n for n in names if n not in SYSTEM_DATABASES)
+    return [n for n in unique if 0 < len(n.encode()) <= 63 and "\x00" not in n]
+
+
+def drop_all(hub: Cluster, names: list[str]) -> None:
+    for name in reversed(names):  # subscribers are usually named after their sources
+        helpers.drop_database(hub, name)
+
+
+@pytest.fixture
+def doc_tmp(cluster_root: Path) -> Iterator[Path]:
+    """A directory for the document's ``--data-dir``; clusters left in it are destroyed."""
+    tmp = Path(tempfile.mkdtemp(prefix="doc-", dir=cluster_root))
+    tmp.chmod(0o755)  # the server's unprivileged user must traverse it
+    yield tmp
+    for meta in tmp.glob("*/cluster.json"):
+        Cluster(meta.parent).destroy()
+    helpers.rmtree(tmp)
+
+
+def run_document(ctx: Context, blocks: list[Block]) -> None:
+    """Run a document's console blocks and database-bound sql blocks in order."""
+    names = databases_named(ctx, blocks)
+    drop_all(ctx.hub, names)
+    try:
+        for block in blocks:
+            if block.skipped:
+                continue
+            if block.lang == "console":
+                for command in block.commands():
+                    run_command(ctx, block, command)
+            elif block.lang == "sql" and block.database:
+                done = run_sql(ctx, block, block.database)
+                if done.returncode != 0:
+                    pytest.fail(f"{block.where}: {done.stderr.strip()}", pytrace=False)
+    finally:
+        drop_all(ctx.hub, names)
+
+
+# -- the tests --------------------------------------------------------------------------------
+
+
+def _console_docs() -> list[Path]:
+    return [d for d in DOCUMENTS if any(b.lang == "console" for b in parse_blocks(d))]
+
+
+def _free_sql_blocks() -> list[Block]:
+    return [
+        b
+        for d in DOCUMENTS
+        for b in parse_blocks(d)
+        if b.lang == "sql" and not b.skipped and not b.database
+    ]
+
+
+@pytest.mark.parametrize("doc", _console_docs(), ids=doc_id)
+def test_console_blocks(doc: Path, hub: Cluster, doc_tmp: Path) -> None:
+    """Every command in the document runs and prints what the document says."""
+    run_document(Context(hub, doc_tmp), parse_blocks(doc))
+
+
+@pytest.mark.parametrize("block", _free_sql_blocks(), ids=lambda b: b.where)
+def test_sql_block(block: Block, hub: Cluster, doc_tmp: Path) -> None:
+    """Every sql block runs against a freshly installed database (or fails as documented)."""
+    ctx = Context(hub, doc_tmp)
+    name = f"doc_{uuid.uuid4().hex[:10]}"
+    install.install(hub.conninfo(), database=name)
+    try:
+        done = run_sql(ctx, block, name)
+    finally:
+        helpers.drop_database(hub, name)
+    if block.expected_error is None:
+        assert done.returncode == 0, f"{block.where}: {done.stderr.strip()}"
+    else:
+        assert done.returncode != 0, f"{block.where}: succeeded, documented to fail"
+        assert block.expected_error in done.stderr, f"{block.where}: {done.stderr.strip()}"
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=doc_id)
+def test_markers_are_well_formed(doc: Path) -> None:
+    """A misspelt marker would silently change what runs: every one must be known and placed."""
+    lines = doc.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        match = _MARKER.match(line)
+        if line.lstrip().startswith("<!--") and "doc-test" in line and not match:
+            pytest.fail(f"{doc_id(doc)}:{number}: malformed doc-test marker: {line}")
+        if not match:
+            continue
+        assert _MARKER_FORMS.match(match[1]), f"{doc_id(doc)}:{number}: unknown marker {line}"
+        assert number < len(lines) and _FENCE.match(lines[number]) and lines[number] != "```", (
+            f"{doc_id(doc)}:{number}: a marker must be on the line just before a block"
+        )
+    for block in parse_blocks(doc):
+        if block.database or block.expected_error:
+            assert block.lang == "sql", f"{block.where}: database/error markers are for sql"
+        if block.lang == "console" and not block.skipped:
+            assert block.commands(), f"{block.where}: a console block without `$ command`"
+
+
+def anchors(doc: Path) -> set[str]:
+    """GitHub's anchors for a document's headings."""
+    found = set()
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return found
+
+
+@pytest.mark.parametrize("doc", DOCUMENTS, ids=doc_id)
+def test_relative_links_resolve(doc: Path) -> None:
+    """Links to files and to headings (``file.md#anchor``, ``#anchor``) point somewhere."""
+    text = doc.read_text(encoding="utf-8")
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        path = doc.parent / target if target else doc
+        assert path.exists(), f"{doc_id(doc)}: broken link {target}"
+        if anchor and path.suffix == ".md":
+            assert anchor in anchors(path), f"{doc_id(doc)}: no heading for {target}#{anchor}"
+
+
+def test_module_map_is_complete() -> None:
+    """docs/architecture.md has a line for every module under src/agentchat."""
+    text = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    package = REPO / "src" / "agentchat"
+    for module in sorted(package.rglob("*.py")):
+        name = str(module.relative_to(REPO))
+        assert f"`{name}`" in text, f"docs/architecture.md does not mention {name}"
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    """After one paragraph, the README's first block is exactly the demo and test commands."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    first = parse_blocks(REPO / "README.md")[0]
+    assert first.lang == "console" and first.skipped
+    assert [c.text for c in first.commands()] == ["scripts/demo", "scripts/test"]
+    before = text.split("```", 1)[0].split("\n")
+    paragraphs = "\n".join(line for line in before if not line.startswith(("#", "<!--")))
+    assert len([p for p in paragraphs.split("\n\n") if p.strip()]) == 1, "one paragraph first"
+    for script in ("demo", "test"):
+        assert os.access(REPO / "scripts" / script, os.X_OK)
+
+
+def test_trigger_status_query_is_the_shipped_one() -> None:
+    """docs/trigger-policy.md gives the query agentchat runs, verbatim from queries.sql."""
+    shipped = queries["trigger_status"].as_string(None)
+    body = "\n".join(line for line in shipped.splitlines() if not line.startswith("--"))
+    doc = REPO / "docs" / "trigger-policy.md"
+    assert any(b.lang == "sql" and b.text.strip() == body.strip() for b in parse_blocks(doc))
+
+
+def test_every_dependency_is_justified() -> None:
+    """docs/dependencies.md has a line for each dependency of pyproject.toml, and no other."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
+    declared = {
+        re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0]
+        for r in [
+            *wanted,
+            *(r for extra in project["optional-dependencies"].values() for r in extra),
+            *pyproject["build-system"]["requires"],
+        ]
+    }
+    text = (REPO / "docs" / "dependencies.md").read_text(encoding="utf-8")
+    for listed in re.findall(r"^- `([\w.-]+)", text, re.MULTILINE):
+        assert listed in declared, f"docs/dependencies.md justifies {listed}, not a dependency"
+    for requirement in wanted:
+        name = re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0]
+        pattern = rf"`{re.escape(name)}(\[[^\]]*\])?`"
+        assert re.search(pattern, text), f"docs/dependencies.md does not justify {name}"
+
+
+# -- the harness can fail ---------------------------------------------------------------------
+
+SELF_TEST_DOC = """\
+```console
+$ agentchat install --database doc_self_test
+...
+$ agentchat triggers --database doc_self_test
+role: plain
+ schemaname | tablename  |      triggername       | trigger_mode | verdict
+------------+------------+------------------------+--------------+---------
+ public     | agent_chat | trg_embed_chat_message | {embed}       | ok
+ public     | agent_chat | trg_notify_agent_chat  | ALWAYS       | ok
+(2 rows)
+```
+"""
+
+
+def test_matcher_placeholders_and_ellipsis(tmp_path: Path) -> None:
+    ctx = Context(Cluster(tmp_path / "none"), tmp_path)
+    assert output_matches(ctx, ["pid <pid> on port <port>"], ["pid 12 on port 5432"])
+    assert not output_matches(ctx, ["pid <pid> on port <port>"], ["pid x on port 5432"])
+    assert output_matches(ctx, ["a", "...", "z"], ["a", "b", "c", "z"])
+    assert output_matches(ctx, ["a", "...", "z"], ["a", "z"])
+    assert not output_matches(ctx, ["a", "...", "z"], ["a", "b"])
+    assert output_matches(ctx, ["dir <tmp>/x"], [f"dir {tmp_path}/x"])
+    assert output_matches(
+        ctx, ["uri host=<tmp>%2Fx"], [f"uri host={quote(str(tmp_path), safe='')}%2Fx"]
+    )
+    assert not output_matches(ctx, ["a"], ["a", "b"])
+    assert not output_matches(ctx, ["a", "b"], ["a"])
+
+
+def test_a_wrong_expected_line_fails(hub: Cluster, doc_tmp: Path) -> None:
+    """The same command passes with the true output and fails with one wrong cell."""
+    ctx = Context(hub, doc_tmp)
+    doc = REPO / "self-test.md"
+    right = parse_blocks(doc, SELF_TEST_DOC.replace("{embed}       ", "ORIGIN       "))
+    wrong = parse_blocks(doc, SELF_TEST_DOC.replace("{embed}       ", "REPLICA      "))
+    run_document(ctx, right)
+    with pytest.raises(pytest.fail.Exception, match="REPLICA"):
+        run_document(ctx, wrong)
+    # and a wrong exit code fails too, with otherwise right output
+    command = "$ agentchat triggers --database doc_self_test"
+    right[0].text = right[0].text.replace(command, command + "  # exit 1")
+    with pytest.raises(pytest.fail.Exception, match="documented: 1"):
+        run_document(ctx, right)
