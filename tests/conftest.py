@@ -78,3 +78,10 @@ def db2(hub: Cluster) -> Iterator[str]:
 def remote_db(remote: Cluster) -> Iterator[str]:
     """A fresh, empty database on the remote cluster; its conninfo."""
     yield from _fresh_database(remote)
+
+
+@pytest.fixture(autouse=True)
+def _private_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own directory, so no ./agentchat.toml leaks between tests."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AGENTCHAT_CONFIG", raising=False)

@@ -8,7 +8,10 @@ Conventions (docs/architecture.md describes them for writers):
     subprocesses: the console script next to ``sys.executable``, agent-install.sh from the
     repository root, the psql shipped with the suite's PostgreSQL. The environment points libpq
     at the suite's ``hub`` cluster (PGHOST, PGPORT, PGUSER=postgres); other PG* variables are
-    removed. Leading ``NAME=value`` words set environment variables for that command. The exit
+    removed, and so are AGENTCHAT_DSN, AGENTCHAT_DATA_DIR and AGENTCHAT_CONFIG. Commands run in
+    the document's ``<tmp>`` directory, so a topology file ``./agentchat.toml`` written by
+    ``agentchat replicate add`` lands there. Leading ``NAME=value`` words set environment
+    variables for that command. The exit
     code must be 0, or N when the command line ends with ``# exit N``. Any other command fails
     the test: mark such a block as skipped.
 ``sql`` blocks
@@ -21,6 +24,8 @@ Placeholders, in commands and in expected output:
 ``<socket>``  the hub cluster's Unix socket directory
 ``<port>``    in a command, the hub cluster's port; in output, any number
 ``<pid>``     in output, any number
+``<n>``       in output, any number (a count that varies from run to run)
+``<hex>``     in output, lowercase hex digits (a hash that depends on the cluster)
 
 An expected line ``...`` matches any number of output lines (none included). Trailing spaces
 are ignored.
@@ -33,8 +38,10 @@ Markers, an HTML comment on the line just before a block's opening fence:
 ``<!-- doc-test: error (text) -->``         a sql block must fail with an error containing text
 
 Each document's console blocks (and database-bound sql blocks) run in order as one test, after
-dropping every database the document names (``--database``/``-d`` arguments and ``database``
-markers), so each document starts from a clean slate; each other sql block is a test of its own.
+dropping every database the document names (``--database``/``-d`` arguments, the ``dbname`` of
+``--dsn``/``--source``/``--target`` DSNs, and ``database`` markers) and the replication roles
+its ``agentchat replicate add`` commands create (``--role``, else ``agent_chat_replicator``), so
+each document starts from a clean slate; each other sql block is a test of its own.
 """
 
 from __future__ import annotations
@@ -47,13 +54,14 @@ import sys
 import tempfile
 import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from agentchat import install
 from agentchat.server import Cluster, find_binaries
@@ -64,6 +72,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SYSTEM_DATABASES = {"postgres", "template0", "template1"}
 TIMEOUT = 120
+DSN_OPTIONS = ("--dsn", "--source", "--target")
+DEFAULT_REPLICATION_ROLE = "agent_chat_replicator"
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
@@ -187,7 +197,8 @@ class Context:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith("PG") and k not in ("AGENTCHAT_DSN", "AGENTCHAT_DATA_DIR")
+            if not k.startswith("PG")
+            and k not in ("AGENTCHAT_DSN", "AGENTCHAT_DATA_DIR", "AGENTCHAT_CONFIG")
         }
         env.update(
             PGHOST=str(self.hub.socket_dir),
@@ -207,8 +218,10 @@ class Context:
             "<socket>": either(self.hub.socket_dir),
             "<port>": r"\d+",
             "<pid>": r"\d+",
+            "<n>": r"\d+",
+            "<hex>": r"[0-9a-f]+",
         }
-        parts = re.split(r"(<tmp>|<socket>|<port>|<pid>)", expected.rstrip())
+        parts = re.split(r"(<tmp>|<socket>|<port>|<pid>|<n>|<hex>)", expected.rstrip())
         return re.compile(
             "".join(replacements.get(p, re.escape(p)) for p in parts) + r"\Z", re.DOTALL
         )
@@ -277,7 +290,7 @@ def run_command(ctx: Context, block: Block, command: Command) -> None:
         text=True,
         encoding="utf-8",
         env=env,
-        cwd=REPO,
+        cwd=ctx.tmp,
         timeout=TIMEOUT,
         check=False,
     )
@@ -325,7 +338,7 @@ def databases_named(ctx: Context, blocks: list[Block]) -> list[str]:
                     names.append(words[i + 1])
                 elif word.startswith("--database="):
                     names.append(word.split("=", 1)[1])
-                elif word == "--dsn" and i + 1 < len(words):
+                elif word in DSN_OPTIONS and i + 1 < len(words):
                     try:
                         dsn = psycopg.conninfo.conninfo_to_dict(words[i + 1])
                     except psycopg.ProgrammingError:
@@ -336,9 +349,46 @@ def databases_named(ctx: Context, blocks: list[Block]) -> list[str]:
     return [n for n in unique if 0 < len(n.encode()) <= 63 and "\x00" not in n]
 
 
-def drop_all(hub: Cluster, names: list[str]) -> None:
+def roles_named(ctx: Context, blocks: list[Block]) -> list[str]:
+    """The replication roles a document's ``agentchat replicate add`` commands create."""
+    names: list[str] = []
+    for block in blocks:
+        if block.skipped or block.lang != "console":
+            continue
+        for command in block.commands():
+            words = shlex.split(ctx.substitute(command.text))
+            if words[:3] != ["agentchat", "replicate", "add"]:
+                continue
+            role = DEFAULT_REPLICATION_ROLE
+            for i, word in enumerate(words):
+                if word == "--role" and i + 1 < len(words):
+                    role = words[i + 1]
+                elif word.startswith("--role="):
+                    role = word.split("=", 1)[1]
+            names.append(role)
+    return list(dict.fromkeys(names))
+
+
+def drop_role(hub: Cluster, role: str) -> None:
+    """Drop a role and whatever it owns or was granted, in every database of the hub."""
+    with psycopg.connect(hub.conninfo(), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            return
+        databases = [
+            r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datallowconn")
+        ]
+    for dbname in databases:
+        with psycopg.connect(hub.conninfo(dbname), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    with psycopg.connect(hub.conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def drop_all(hub: Cluster, names: list[str], roles: Sequence[str] = ()) -> None:
     for name in reversed(names):  # subscribers are usually named after their sources
         helpers.drop_database(hub, name)
+    for role in roles:
+        drop_role(hub, role)
 
 
 @pytest.fixture
@@ -354,8 +404,8 @@ def doc_tmp(cluster_root: Path) -> Iterator[Path]:
 
 def run_document(ctx: Context, blocks: list[Block]) -> None:
     """Run a document's console blocks and database-bound sql blocks in order."""
-    names = databases_named(ctx, blocks)
-    drop_all(ctx.hub, names)
+    names, roles = databases_named(ctx, blocks), roles_named(ctx, blocks)
+    drop_all(ctx.hub, names, roles)
     try:
         for block in blocks:
             if block.skipped:
@@ -368,7 +418,7 @@ def run_document(ctx: Context, blocks: list[Block]) -> None:
                 if done.returncode != 0:
                     pytest.fail(f"{block.where}: {done.stderr.strip()}", pytrace=False)
     finally:
-        drop_all(ctx.hub, names)
+        drop_all(ctx.hub, names, roles)
 
 
 # -- the tests --------------------------------------------------------------------------------
@@ -514,11 +564,12 @@ $ agentchat install --database doc_self_test
 ...
 $ agentchat triggers --database doc_self_test
 role: plain
- schemaname | tablename  |      triggername       | trigger_mode | verdict
-------------+------------+------------------------+--------------+---------
- public     | agent_chat | trg_embed_chat_message | {embed}       | ok
- public     | agent_chat | trg_notify_agent_chat  | ALWAYS       | ok
-(2 rows)
+ schemaname | tablename  |       triggername        | trigger_mode | verdict
+------------+------------+--------------------------+--------------+---------
+ public     | agent_chat | trg_embed_chat_message   | {embed}       | ok
+ public     | agent_chat | trg_guard_replica_writes | DISABLED     | ok
+ public     | agent_chat | trg_notify_agent_chat    | ALWAYS       | ok
+(3 rows)
 ```
 """
 
@@ -527,6 +578,9 @@ def test_matcher_placeholders_and_ellipsis(tmp_path: Path) -> None:
     ctx = Context(Cluster(tmp_path / "none"), tmp_path)
     assert output_matches(ctx, ["pid <pid> on port <port>"], ["pid 12 on port 5432"])
     assert not output_matches(ctx, ["pid <pid> on port <port>"], ["pid x on port 5432"])
+    assert output_matches(ctx, ["slot s_<hex>, <n> errors"], ["slot s_0c8b82d4, 2 errors"])
+    assert not output_matches(ctx, ["slot s_<hex>"], ["slot s_0C8B"])
+    assert not output_matches(ctx, ["<n> errors"], ["two errors"])
     assert output_matches(ctx, ["a", "...", "z"], ["a", "b", "c", "z"])
     assert output_matches(ctx, ["a", "...", "z"], ["a", "z"])
     assert not output_matches(ctx, ["a", "...", "z"], ["a", "b"])

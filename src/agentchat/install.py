@@ -68,14 +68,21 @@ def install(
     database: str | None = None,
     create: bool = True,
     dry_run: bool = False,
-    dimension: int = schema.DEFAULT_DIMENSION,
+    dimension: int | None = None,
 ) -> InstallReport:
-    """Install or upgrade agentchat in one database and set its triggers by the policy."""
-    schema.validate_dimension(dimension)
+    """Install or upgrade agentchat in one database and set its triggers by the policy.
+
+    *dimension* (default 384) fixes the embedding vector size at the first install; giving a
+    different one for an installed database is an error, never a silent no-op.
+    """
+    if dimension is not None:
+        schema.validate_dimension(dimension)
     conninfo = _db.make_conninfo(dsn, dbname=database)
     name = database or _db.target_dbname(conninfo)
     if not name:
         raise errors.InvalidInput("no database given", fix="pass --database NAME or a DSN")
+    if name in ("template0", "template1"):
+        raise errors.InvalidInput(f"refusing to install into the template database {name!r}")
     report = InstallReport(database=name, dry_run=dry_run)
 
     try:
@@ -86,7 +93,7 @@ def install(
                 f'database "{name}" does not exist', fix="drop --no-create to create it"
             ) from None
         if dry_run:
-            return _dry_run_fresh(report, dimension)
+            return _dry_run_fresh(report)
         report.created = _create_database(conninfo, name)
         conn = _db.connect(conninfo)
 
@@ -101,8 +108,15 @@ def install(
     return report
 
 
-def _install_into(conn: _db.Connection, report: InstallReport, dimension: int) -> None:
+def _install_into(conn: _db.Connection, report: InstallReport, dimension: int | None) -> None:
     try:
+        fixed = schema.embedding_dimension(conn)
+        if dimension is not None and fixed is not None and fixed != dimension:
+            raise errors.InvalidInput(
+                f"the embedding dimension of {report.database!r} was fixed at {fixed} when it was"
+                f" installed; --dimension {dimension} cannot change it",
+                fix="leave --dimension out, or install into a new database",
+            )
         version_num, wal_level, vector_available = _server_facts(conn)
         if not vector_available:
             raise errors.ExtensionMissing(
@@ -122,7 +136,7 @@ def _install_into(conn: _db.Connection, report: InstallReport, dimension: int) -
             report.applied = [f"{m.version:04d}_{m.name}" for m in todo]
             report.schema_version = todo[-1].version if todo else schema.schema_version(conn)
         else:
-            done = schema.migrate(conn, dimension=dimension)
+            done = schema.migrate(conn, dimension=dimension or schema.DEFAULT_DIMENSION)
             report.applied = [f"{m.version:04d}_{m.name}" for m in done]
             report.schema_version = schema.schema_version(conn)
         report.facts = policy.read_role(conn)
@@ -131,8 +145,35 @@ def _install_into(conn: _db.Connection, report: InstallReport, dimension: int) -
             report.statements += [c.statement + ";" for c in report.changes]
         else:
             report.changes = policy.apply_policy(conn, report.facts)
+            if report.schema_version >= 2:
+                _record_source(conn, report.facts)
     except psycopg.Error as exc:
         raise _db.translate(exc) from None
+
+
+def _record_source(conn: _db.Connection, facts: policy.RoleFacts) -> None:
+    """On a replica, remember which source it follows (the guard's error names it)."""
+    source = None
+    if facts.is_subscriber:
+        source = _describe_source(conn, facts.subscriptions[0]) if facts.subscriptions else None
+        source = source or "(see pg_subscription)"
+    row = conn.execute(queries["setting_get"], ("replica_of",)).fetchone()
+    if (row[0] if row else None) == source:
+        return
+    if source is None:
+        conn.execute(queries["setting_delete"], ("replica_of",))
+    else:
+        conn.execute(queries["setting_put"], ("replica_of", source))
+
+
+def _describe_source(conn: _db.Connection, subscription: str) -> str | None:
+    """``database "nova_memory" on 127.0.0.1:5432`` from the subscription's conninfo."""
+    try:
+        row = conn.execute(queries["subscription_conninfo"], (subscription,)).fetchone()
+    except psycopg.errors.InsufficientPrivilege:  # subconninfo is for superusers only
+        conn.rollback()
+        return None
+    return _db.describe(str(row[0])) if row and row[0] else None
 
 
 def _server_facts(conn: _db.Connection) -> tuple[int, str, bool]:
@@ -141,7 +182,7 @@ def _server_facts(conn: _db.Connection) -> tuple[int, str, bool]:
     return int(row[0]), str(row[1]), bool(row[2])
 
 
-def _dry_run_fresh(report: InstallReport, dimension: int) -> InstallReport:
+def _dry_run_fresh(report: InstallReport) -> InstallReport:
     """A dry run against a database that does not exist yet: everything would be done."""
     migrations = load_migrations()
     report.created = True

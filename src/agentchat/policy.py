@@ -29,6 +29,7 @@ from agentchat.sql import queries
 
 NOTIFY_TRIGGER = "trg_notify_agent_chat"
 EMBED_TRIGGER = "trg_embed_chat_message"
+GUARD_TRIGGER = "trg_guard_replica_writes"
 
 
 class Mode(enum.Enum):
@@ -75,9 +76,15 @@ class RoleFacts:
         return Role.SOURCE if self.is_source else Role.PLAIN
 
 
-#: why each trigger has the mode it has (same for every role today; kept per role on purpose)
+#: the mode each trigger must have, per role of the database
 POLICY: dict[Role, dict[str, Mode]] = {
-    role: {NOTIFY_TRIGGER: Mode.ALWAYS, EMBED_TRIGGER: Mode.ORIGIN} for role in Role
+    role: {
+        NOTIFY_TRIGGER: Mode.ALWAYS,
+        EMBED_TRIGGER: Mode.ORIGIN,
+        # a replica refuses local writes; ORIGIN never fires for the rows replication applies
+        GUARD_TRIGGER: Mode.ORIGIN if role is Role.SUBSCRIBER else Mode.DISABLED,
+    }
+    for role in Role
 }
 
 REASONS: dict[str, str] = {
@@ -85,6 +92,10 @@ REASONS: dict[str, str] = {
     EMBED_TRIGGER: (
         "ORIGIN fires for local writes only, so a replicated row never enters the embedding"
         " queue; REPLICA (the seed's advice) fires only for replicated rows — backwards"
+    ),
+    GUARD_TRIGGER: (
+        "a replica refuses local writes to agent_chat (they belong on its source); ORIGIN lets"
+        " replicated rows pass, and the guard is off where the database is no replica"
     ),
 }
 

@@ -13,8 +13,8 @@ def test_demo_runs_and_stops_its_server(cluster_root: Path) -> None:
     done = run_cli("demo", "--data-dir", str(data_dir))
     assert done.returncode == 0, done.stderr
     assert "created    yes" in done.stdout
-    assert "trg_embed_chat_message | ORIGIN       | ok" in done.stdout
-    assert "trg_notify_agent_chat  | ALWAYS       | ok" in done.stdout
+    assert "trg_embed_chat_message   | ORIGIN       | ok" in done.stdout
+    assert "trg_notify_agent_chat    | ALWAYS       | ok" in done.stdout
     assert done.stdout.rstrip().endswith("server stopped")
     status = run_cli("server", "status", "--data-dir", str(data_dir), "--name", "demo", "--json")
     assert status.returncode == 3

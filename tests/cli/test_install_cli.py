@@ -50,12 +50,12 @@ def test_install_report_and_rerun(hub: Cluster, fresh_name: str) -> None:
     first = run_cli("install", "--database", fresh_name, env=pg_env(hub))
     assert first.returncode == 0, first.stderr
     assert "created    yes" in first.stdout
-    assert "applied 0001_initial" in first.stdout
+    assert "applied 0001_initial, 0002_replication" in first.stdout
     assert "role       plain" in first.stdout
     second = run_cli("install", "--database", fresh_name, "--json", env=pg_env(hub))
     report = json.loads(second.stdout)
     assert report["created"] is False and report["applied"] == [] and report["changes"] == []
-    assert report["role"] == "plain" and report["schema_version"] == 1
+    assert report["role"] == "plain" and report["schema_version"] == 2
 
 
 def test_install_with_dsn_uri(hub: Cluster, fresh_name: str) -> None:
@@ -88,6 +88,7 @@ def test_agent_install_sh_works_verbatim(hub: Cluster) -> None:
         assert {(t["trigger"], t["mode"], t["ok"]) for t in json.loads(triggers.stdout)} == {
             ("trg_notify_agent_chat", "ALWAYS", True),
             ("trg_embed_chat_message", "ORIGIN", True),
+            ("trg_guard_replica_writes", "DISABLED", True),
         }
     finally:
         helpers.drop_database(hub, name)
@@ -100,11 +101,9 @@ def test_triggers_table_and_verdicts(hub: Cluster, db: str) -> None:
     execute(db, "ALTER TABLE agent_chat ENABLE REPLICA TRIGGER trg_embed_chat_message")
     done = run_cli("triggers", "-d", name, env=env)
     assert done.returncode == 1
-    assert (
-        " public     | agent_chat | trg_embed_chat_message | REPLICA      | WRONG (policy: ORIGIN)"
-        in done.stdout
-    )
-    assert " public     | agent_chat | trg_notify_agent_chat  | ALWAYS       | ok" in done.stdout
+    wrong = "trg_embed_chat_message   | REPLICA      | WRONG (policy: ORIGIN)"
+    assert f" public     | agent_chat | {wrong}" in done.stdout
+    assert " public     | agent_chat | trg_notify_agent_chat    | ALWAYS       | ok" in done.stdout
     rows = json.loads(run_cli("triggers", "-d", name, "--json", env=env).stdout)
     assert {tuple(sorted(r)) for r in rows} == {
         ("expected", "mode", "ok", "schema", "table", "trigger")

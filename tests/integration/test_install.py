@@ -9,8 +9,16 @@ import pytest
 
 from agentchat import errors, install, policy
 from agentchat.policy import Mode
+from agentchat.sql import load_migrations
 from tests import helpers
 from tests.helpers import execute
+
+ALL_MIGRATIONS = [f"{m.version:04d}_{m.name}" for m in load_migrations()]
+PLAIN_MODES = {
+    "trg_notify_agent_chat": "ALWAYS",
+    "trg_embed_chat_message": "ORIGIN",
+    "trg_guard_replica_writes": "DISABLED",
+}
 
 SEED_INSERT = (
     "INSERT INTO agent_chat (channel, sender, message, mentions)"
@@ -28,20 +36,20 @@ def test_fresh_install_then_nothing_changes(hub, db: str) -> None:
     helpers.drop_database(hub, name)  # let the installer create it
     first = install.install(hub.conninfo(), database=name)
     assert first.created
-    assert first.applied == ["0001_initial"]
+    assert first.applied == ALL_MIGRATIONS
     assert first.role is policy.Role.PLAIN
     assert first.changes == []
-    assert modes(db) == {"trg_notify_agent_chat": "ALWAYS", "trg_embed_chat_message": "ORIGIN"}
+    assert modes(db) == PLAIN_MODES
 
     second = install.install(hub.conninfo(), database=name)
     assert (second.created, second.applied, second.changes) == (False, [], [])
     assert not second.changed_anything
-    assert second.schema_version == first.schema_version == 1
+    assert second.schema_version == first.schema_version == len(ALL_MIGRATIONS)
 
 
 def test_dry_run_changes_nothing(hub, db: str) -> None:
     report = install.install(db, dry_run=True)
-    assert report.applied == ["0001_initial"]
+    assert report.applied == ALL_MIGRATIONS
     assert any("CREATE TABLE public.agent_chat" in s for s in report.statements)
     assert execute(db, "SELECT to_regclass('public.agent_chat')") == [(None,)]
 
@@ -104,7 +112,7 @@ def test_seed_subscriber_is_detected_and_hears_replicated_rows(seed_pair: tuple[
     report = install.install(target)
     assert report.role is policy.Role.SUBSCRIBER
     assert report.facts.subscriptions == ("agent_chat_from_nova",)
-    assert modes(target) == {"trg_notify_agent_chat": "ALWAYS", "trg_embed_chat_message": "ORIGIN"}
+    assert modes(target) == {**PLAIN_MODES, "trg_guard_replica_writes": "ORIGIN"}
     assert install.install(source).role is policy.Role.SOURCE
 
     with psycopg.connect(target, autocommit=True) as listener:
@@ -137,7 +145,8 @@ def test_seed_literal_replica_advice_is_repaired(seed_pair: tuple[str, str]) -> 
 
     report = install.install(target)
     assert [(c.trigger, c.old, c.new) for c in report.changes] == [
-        ("trg_embed_chat_message", Mode.REPLICA, Mode.ORIGIN)
+        ("trg_embed_chat_message", Mode.REPLICA, Mode.ORIGIN),
+        ("trg_guard_replica_writes", Mode.DISABLED, Mode.ORIGIN),  # now known as a replica
     ]
     assert "REPLICA" in report.changes[0].reason
     assert modes(target)["trg_embed_chat_message"] == "ORIGIN"
@@ -160,4 +169,5 @@ def test_dry_run_shows_the_repair_without_doing_it(db: str) -> None:
         'ALTER TABLE public.agent_chat ENABLE TRIGGER "trg_embed_chat_message";',
         'ALTER TABLE public.agent_chat ENABLE ALWAYS TRIGGER "trg_notify_agent_chat";',
     ]
-    assert modes(db) == {"trg_notify_agent_chat": "DISABLED", "trg_embed_chat_message": "REPLICA"}
+    assert modes(db) == {**PLAIN_MODES, "trg_notify_agent_chat": "DISABLED",
+                         "trg_embed_chat_message": "REPLICA"}  # fmt: skip

@@ -13,6 +13,8 @@ from agentchat import errors, install, schema
 from agentchat.sql import Migration, load_migrations
 from tests.helpers import execute
 
+ALL_MIGRATIONS = [f"{m.version:04d}_{m.name}" for m in load_migrations()]
+
 
 @pytest.fixture
 def installed(db: str) -> str:
@@ -51,7 +53,9 @@ def test_tables_and_indexes(installed: str) -> None:
     assert "USING hnsw (embedding vector_cosine_ops)" in indexes["memory_embeddings_embedding_idx"]
     assert "UNIQUE" in indexes["memory_embeddings_source_key"]
     assert "(source_type, source_id)" in indexes["memory_embeddings_source_key"]
-    assert execute(installed, "SELECT count(*) FROM agentchat_migrations") == [(1,)]
+    assert execute(installed, "SELECT count(*) FROM agentchat_migrations") == [
+        (len(load_migrations()),)
+    ]
 
 
 def test_migrate_twice_applies_nothing(installed: str) -> None:
@@ -76,20 +80,25 @@ def test_concurrent_installers_apply_each_migration_once(hub, db: str) -> None:
         t.join()
     assert all(isinstance(r, install.InstallReport) for r in results), results
     applied = [r.applied for r in results if isinstance(r, install.InstallReport)]
-    assert sorted(applied, key=len) == [[], [], [], ["0001_initial"]]
-    assert execute(db, "SELECT version FROM agentchat_migrations") == [(1,)]
+    assert sorted(applied, key=len) == [[], [], [], ALL_MIGRATIONS]
+    assert [v for (v,) in execute(db, "SELECT version FROM agentchat_migrations")] == [
+        m.version for m in load_migrations()
+    ]
 
 
 def test_failing_migration_rolls_back_whole(db: str) -> None:
+    latest = len(load_migrations())
     broken = Migration(
-        2,
+        latest + 1,
         "broken",
         "CREATE TABLE public.half_made (id int); SELECT 1/0;",
     )
     with psycopg.connect(db, autocommit=True) as conn:
-        with pytest.raises(errors.MigrationError, match="0002_broken failed and was rolled back"):
+        with pytest.raises(
+            errors.MigrationError, match=f"{latest + 1:04d}_broken failed and was rolled back"
+        ):
             schema.migrate(conn, migrations=[*load_migrations(), broken])
-        assert schema.schema_version(conn) == 1
+        assert schema.schema_version(conn) == latest
         assert execute(db, "SELECT to_regclass('public.half_made')") == [(None,)]
 
 
@@ -99,6 +108,15 @@ def test_dimension_fixed_at_install(db: str) -> None:
         assert schema.embedding_dimension(conn) == 768
     with pytest.raises(errors.InvalidInput, match="out of range"):
         install.install(db, dimension=4096)
+    assert install.install(db, dimension=768).applied == []  # the same size: fine
+    assert install.install(db).applied == []  # no size given: keeps the fixed one
+    with pytest.raises(errors.InvalidInput, match="fixed at 768 when it was installed"):
+        install.install(db, dimension=384)
+
+
+def test_template_databases_are_refused(hub) -> None:
+    with pytest.raises(errors.InvalidInput, match="template database"):
+        install.install(hub.conninfo(), database="template1")
 
 
 def test_send_agent_message_normalises(installed: str) -> None:

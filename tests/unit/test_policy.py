@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from agentchat import policy
 from agentchat.cli._output import table
-from agentchat.policy import EMBED_TRIGGER, NOTIFY_TRIGGER, Mode, Role, RoleFacts
+from agentchat.policy import EMBED_TRIGGER, GUARD_TRIGGER, NOTIFY_TRIGGER, Mode, Role, RoleFacts
 
 
 def test_policy_modes() -> None:
     for role in Role:
-        assert policy.POLICY[role] == {NOTIFY_TRIGGER: Mode.ALWAYS, EMBED_TRIGGER: Mode.ORIGIN}
+        guard = Mode.ORIGIN if role is Role.SUBSCRIBER else Mode.DISABLED
+        assert policy.POLICY[role] == {
+            NOTIFY_TRIGGER: Mode.ALWAYS,
+            EMBED_TRIGGER: Mode.ORIGIN,
+            GUARD_TRIGGER: guard,
+        }
 
 
 def test_role_from_facts() -> None:

@@ -17,6 +17,7 @@ from agentchat import __version__, errors
 from agentchat.cli import _output
 from agentchat.cli.demo import demo
 from agentchat.cli.install import install, triggers
+from agentchat.cli.replicate import replicate
 from agentchat.cli.server import server
 
 
@@ -29,6 +30,7 @@ def cli() -> None:
 cli.add_command(install)
 cli.add_command(triggers)
 cli.add_command(server)
+cli.add_command(replicate)
 cli.add_command(demo)
 
 

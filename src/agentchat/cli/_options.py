@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -25,3 +26,15 @@ def connection(func: F) -> F:
 
 def json_flag(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(func)
+
+
+def config(func: F) -> F:
+    """``--config``: the topology file [default: $AGENTCHAT_CONFIG, else ./agentchat.toml]."""
+    return click.option(
+        "--config", type=click.Path(path_type=Path), default=None,
+        help="Topology file [default: $AGENTCHAT_CONFIG, else ./agentchat.toml].",
+    )(func)  # fmt: skip
+
+
+def quiet(func: F) -> F:
+    return click.option("--quiet", "-q", is_flag=True, help="No progress display.")(func)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
+from rich.console import Console
 
 PROG = "agentchat"
 
@@ -42,3 +44,22 @@ def warning(message: str) -> None:
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+@contextlib.contextmanager
+def progress(quiet: bool = False) -> Iterator[Callable[[str, str], None]]:
+    """A ``progress(step, detail)`` callback for long work.
+
+    On a terminal (stderr) it is a live status line (rich); when stderr is not a terminal, or
+    with ``quiet``, it says nothing, so piped output and error lines stay clean.
+    """
+    if quiet or not sys.stderr.isatty():
+        yield lambda step, detail: None
+        return
+    console = Console(stderr=True)
+    with console.status("starting") as status:
+
+        def report(step: str, detail: str) -> None:
+            status.update(f"[bold]{step}[/bold]: {detail}")
+
+        yield report

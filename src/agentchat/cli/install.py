@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from agentchat import _db, policy
+from agentchat import _db, policy, topology
 from agentchat import install as installer
 from agentchat.cli import _options, _output
 
@@ -14,8 +16,8 @@ from agentchat.cli import _options, _output
 @click.option("--no-create", is_flag=True, help="Fail instead of creating a missing database.")
 @click.option("--dry-run", is_flag=True, help="Print the SQL it would run; change nothing.")
 @click.option(
-    "--dimension", type=click.IntRange(1, 2000), default=384, show_default=True,
-    help="Embedding vector dimension, fixed at first install.",
+    "--dimension", type=click.IntRange(1, 2000), default=None,
+    help="Embedding vector dimension, fixed at first install [default: 384].",
 )  # fmt: skip
 @_options.json_flag
 def install(
@@ -23,7 +25,7 @@ def install(
     database: str | None,
     no_create: bool,
     dry_run: bool,
-    dimension: int,
+    dimension: int | None,
     as_json: bool,
 ) -> None:
     """Install agentchat into a database and set its triggers by the policy.
@@ -74,34 +76,63 @@ def render_report(report: installer.InstallReport) -> str:
 
 @click.command()
 @_options.connection
+@_options.config
 @_options.json_flag
-def triggers(dsn: str | None, database: str | None, as_json: bool) -> int:
+def triggers(dsn: str | None, database: str | None, config: Path | None, as_json: bool) -> int:
     """Show agent_chat's triggers, their modes, and whether each matches the policy.
 
-    The seed's "Check Trigger Status" table plus a verdict. Exit code 0 when every trigger
-    matches the policy for this database's role, 1 otherwise.
+    The seed's "Check Trigger Status" table plus a verdict. Without --dsn and --database, every
+    database of the topology file. Exit code 0 when every trigger matches the policy for its
+    database's role, 1 otherwise.
     """
-    conninfo = _db.make_conninfo(dsn, dbname=database)
-    with _db.connection(conninfo) as conn:
-        facts = policy.read_role(conn)
-        rows = policy.trigger_report(conn, facts)
-    if as_json:
-        _output.emit_json(
-            [
-                {
-                    "schema": r.schema,
-                    "table": r.table,
-                    "trigger": r.trigger,
-                    "mode": r.mode_name,
-                    "expected": r.expected.name if r.expected else None,
-                    "ok": r.ok,
-                }
-                for r in rows
-            ]
-        )
+    topo = topology.load(config, required=config is not None)
+    from_topology = dsn is None and database is None and (config is not None or topo.exists)
+    if from_topology:
+        targets = topo.databases()
+        if not targets:
+            raise click.UsageError(f"{topo.path} names no databases; pass --dsn or --database")
     else:
-        click.echo(render_triggers(rows, facts))
-    return 0 if rows and all(r.ok for r in rows) else 1
+        targets = [_db.make_conninfo(dsn, dbname=database)]
+    reports = []
+    for conninfo in targets:
+        with _db.connection(conninfo) as conn:
+            facts = policy.read_role(conn)
+            reports.append((conninfo, facts, policy.trigger_report(conn, facts)))
+    ok = all(rows and all(r.ok for r in rows) for _, _, rows in reports)
+    if as_json:
+        if from_topology:
+            _output.emit_json(
+                [
+                    {
+                        "database": _db.describe(c),
+                        "role": f.role.value,
+                        "triggers": _trigger_rows(r),
+                    }
+                    for c, f, r in reports
+                ]
+            )
+        else:
+            _output.emit_json(_trigger_rows(reports[0][2]))
+    else:
+        for i, (conninfo, facts, rows) in enumerate(reports):
+            if from_topology:
+                click.echo(("\n" if i else "") + _db.describe(conninfo))
+            click.echo(render_triggers(rows, facts))
+    return 0 if ok else 1
+
+
+def _trigger_rows(rows: list[policy.TriggerStatus]) -> list[dict[str, object]]:
+    return [
+        {
+            "schema": r.schema,
+            "table": r.table,
+            "trigger": r.trigger,
+            "mode": r.mode_name,
+            "expected": r.expected.name if r.expected else None,
+            "ok": r.ok,
+        }
+        for r in rows
+    ]
 
 
 def render_triggers(rows: list[policy.TriggerStatus], facts: policy.RoleFacts) -> str:

@@ -86,3 +86,23 @@ WHERE a.attrelid = to_regclass('public.memory_embeddings')
 -- name: database_exists
 -- Whether a database of this name exists in the cluster.
 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s);
+
+-- name: setting_get
+-- One per-database setting (agentchat_settings, schema version 2 and later).
+SELECT value FROM public.agentchat_settings WHERE key = %s;
+
+-- name: setting_put
+-- Set one per-database setting.
+INSERT INTO public.agentchat_settings (key, value) VALUES (%s, %s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+
+-- name: setting_delete
+-- Remove one per-database setting.
+DELETE FROM public.agentchat_settings WHERE key = %s;
+
+-- name: subscription_conninfo
+-- A subscription's connection string (pg_subscription.subconninfo: superusers only).
+SELECT s.subconninfo FROM pg_catalog.pg_subscription s
+WHERE s.subname = %s
+  AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                    WHERE datname = pg_catalog.current_database());

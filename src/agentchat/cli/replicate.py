@@ -1,0 +1,126 @@
+"""``agentchat replicate add|remove``: the seed's steps 1-3 as one command, and their undo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from agentchat import replication, topology
+from agentchat.cli import _options, _output
+
+
+@click.group()
+def replicate() -> None:
+    """Replicate agent_chat from a source database to agent databases."""
+
+
+@replicate.command()
+@click.option("--source", "source_dsn", metavar="DSN", help="The hub (libpq URI or conninfo)"
+              " [default: the topology file's source].")  # fmt: skip
+@click.option("--target", "target_dsn", required=True, metavar="DSN",
+              help="The agent database to replicate into (created if missing).")  # fmt: skip
+@click.option("--name", help="Subscription name [default: agent_chat_from_<source stem>].")
+@click.option("--publication", default=replication.DEFAULT_PUBLICATION, show_default=True)
+@click.option("--role", default=replication.DEFAULT_ROLE, show_default=True,
+              help="Replication role created on the source.")  # fmt: skip
+@click.option("--passfile", type=click.Path(path_type=Path),
+              help="Keep the role's password in this libpq passfile (readable by the target"
+              " server) instead of the subscription's conninfo.")  # fmt: skip
+@click.option("--copy-data/--no-copy-data", default=True, show_default=True,
+              help="Copy the existing history.")  # fmt: skip
+@click.option("--sslmode", type=click.Choice(
+    ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    help="libpq sslmode for the source connection (passed to the subscription).")  # fmt: skip
+@click.option("--allow-insecure", is_flag=True,
+              help="Allow a non-local source without sslmode require or stricter.")  # fmt: skip
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for the initial sync.")  # fmt: skip
+@_options.config
+@_options.quiet
+@_options.json_flag
+def add(
+    source_dsn: str | None,
+    target_dsn: str,
+    name: str | None,
+    publication: str,
+    role: str,
+    passfile: Path | None,
+    copy_data: bool,
+    sslmode: str | None,
+    allow_insecure: bool,
+    timeout: float,
+    config: Path | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Publish agent_chat on the source, subscribe the target, wait for the sync.
+
+    Preflight first (each failure names its fix); every step has an undo, so a failed add
+    leaves no role, publication, slot or subscription behind. Running it again changes nothing.
+    """
+    topo = topology.load(config)
+    source = source_dsn or topo.source
+    if not source:
+        raise click.UsageError("--source is required (no topology file names a source)")
+    with _output.progress(quiet or as_json) as report:
+        result = replication.add(
+            source, target_dsn, name=name, publication=publication, role=role,
+            passfile=passfile, copy_data=copy_data, sslmode=sslmode,
+            allow_insecure=allow_insecure, timeout=timeout, topology=topo, progress=report,
+        )  # fmt: skip
+    for line in result.warnings:
+        _output.warning(line)
+    if as_json:
+        _output.emit_json(result.as_dict())
+        return
+    if result.already:
+        click.echo(f"{result.target} already replicates from {result.source}: nothing changed")
+    else:
+        click.echo(f"replicating {result.source} -> {result.target}")
+        click.echo(f"  subscription {result.subscription}, slot {result.slot},"
+                   f" publication {result.publication}, role {result.role}")  # fmt: skip
+        click.echo(f"  {result.tables} tables synced; topology: {topo.path}")
+
+
+@replicate.command()
+@click.option("--target", "target_dsn", metavar="DSN",
+              help="The replica to detach [default: the topology's replica --name].")  # fmt: skip
+@click.option("--name", help="Subscription name (needed if the target has several).")
+@click.option("--source", "source_dsn", metavar="DSN",
+              help="Where to drop the slot [default: topology source, else the subscription's"
+              " own connection].")  # fmt: skip
+@_options.config
+@_options.quiet
+@_options.json_flag
+def remove(
+    target_dsn: str | None,
+    name: str | None,
+    source_dsn: str | None,
+    config: Path | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Drop the target's subscription and its slot on the source.
+
+    With the source unreachable the subscription is still removed, and the slot to drop later
+    is named. The replica keeps the history it has.
+    """
+    topo = topology.load(config)
+    if target_dsn is None:
+        replica = topo.replica(name=name) if name else None
+        if replica is None:
+            raise click.UsageError("--target is required (or --name of a replica in the topology)")
+        target_dsn = replica.dsn
+    with _output.progress(quiet or as_json) as report:
+        result = replication.remove(
+            target_dsn, name=name, source_dsn=source_dsn, topology=topo, progress=report
+        )
+    for line in result.warnings:
+        _output.warning(line)
+    if as_json:
+        _output.emit_json(result.as_dict())
+        return
+    click.echo(f"removed subscription {result.subscription} from {result.target}")
+    if result.slot_dropped:
+        click.echo(f"  dropped slot {result.slot} on the source")

@@ -1,0 +1,565 @@
+"""Replication as one safe command: ``add`` does the seed's steps 1-3, ``remove`` undoes them.
+
+    result = add("host=db1 dbname=nova_memory", "host=db2 dbname=graybeard_memory")
+    result.subscription   # 'agent_chat_from_nova', as the seed names it
+    result.slot           # 'agent_chat_from_nova_graybeard_memory_1a2b3c4d': one per target
+
+``add`` runs a preflight on both sides (facts first, then a verdict per fact with the fix), then
+creates, each with an undo: the replication role on the source, the publication, the slot (in one
+cluster: first, since CREATE SUBSCRIPTION to its own cluster hangs forever), the subscription
+(``disable_on_error``), waits for the initial sync, installs the target (trigger policy and the
+guard that refuses local writes) and records the replica in the topology file. A failure at any
+step undoes the steps before it, so nothing is left half-made. Running it again changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo as _conninfo
+from psycopg import sql
+
+from agentchat import _db, errors
+from agentchat import install as installer
+from agentchat.passfile import read_passfile, write_passfile
+from agentchat.preflight import (
+    PUBLISHED_TABLES,
+    PreflightFailed,
+    check_transport,
+    judge,
+    source_facts,
+    target_facts,
+)
+from agentchat.sql import queries
+from agentchat.topology import Topology
+
+DEFAULT_PUBLICATION = "agent_chat_pub"
+DEFAULT_ROLE = "agent_chat_replicator"
+#: conninfo keys of the source DSN that the subscription's connection keeps
+_KEEP_KEYS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "connect_timeout")
+
+#: ``progress(step, detail)`` is called as each step starts and as the initial sync advances
+Progress = Callable[[str, str], None]
+
+
+def _quiet(step: str, detail: str) -> None:
+    """The default progress callback: says nothing."""
+
+
+@dataclass
+class AddResult:
+    source: str
+    target: str
+    subscription: str
+    slot: str
+    publication: str
+    role: str
+    same_cluster: bool
+    already: bool = False
+    created: list[str] = field(default_factory=list)
+    tables: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "subscription": self.subscription,
+            "slot": self.slot,
+            "publication": self.publication,
+            "role": self.role,
+            "same_cluster": self.same_cluster,
+            "already": self.already,
+            "created": self.created,
+            "tables": self.tables,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class RemoveResult:
+    target: str
+    subscription: str
+    slot: str | None
+    slot_dropped: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "subscription": self.subscription,
+            "slot": self.slot,
+            "slot_dropped": self.slot_dropped,
+            "warnings": self.warnings,
+        }
+
+
+# -- names ----------------------------------------------------------------------------------
+
+
+def default_subscription_name(source_db: str) -> str:
+    """``agent_chat_from_nova`` for ``nova_memory``, as in the seed."""
+    return _db.validate_identifier(
+        f"agent_chat_from_{source_db.removesuffix('_memory')}", "subscription name (use --name)"
+    )
+
+
+def slot_name(subscription: str, target_db: str, target_system_id: str) -> str:
+    """The source-side slot for one target: ``agent_chat_from_nova_graybeard_memory_1a2b3c4d``.
+
+    Slots live on the source cluster, one per target, so the name carries the target database
+    and a hash of the target (its cluster's system identifier and database): two
+    ``graybeard_memory`` databases on two servers get two slots. Only ``[a-z0-9_]``, 63 bytes.
+    """
+    raw = f"{subscription}_{target_db}"
+    clean = re.sub(r"[^a-z0-9_]", "_", raw.lower())[:54]
+    digest = hashlib.sha1(f"{target_system_id}/{target_db}/{subscription}".encode()).hexdigest()
+    return f"{clean}_{digest[:8]}"
+
+
+# -- add ------------------------------------------------------------------------------------
+
+
+class _Undo:
+    """Undo actions, run in reverse on failure; each failing undo is reported, not raised."""
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Callable[[], object]]] = []
+        self.failures: list[str] = []
+
+    def push(self, what: str, action: Callable[[], object]) -> None:
+        self._actions.append((what, action))
+
+    def run(self) -> None:
+        for what, action in reversed(self._actions):
+            try:
+                action()
+            except Exception as exc:  # keep undoing the rest
+                self.failures.append(f"could not undo {what}: {exc}")
+        self._actions.clear()
+
+
+def add(
+    source_dsn: str,
+    target_dsn: str,
+    *,
+    name: str | None = None,
+    publication: str = DEFAULT_PUBLICATION,
+    role: str = DEFAULT_ROLE,
+    password: str | None = None,
+    passfile: Path | None = None,
+    copy_data: bool = True,
+    sslmode: str | None = None,
+    allow_insecure: bool = False,
+    timeout: float = 300.0,
+    topology: Topology | None = None,
+    progress: Progress = _quiet,
+) -> AddResult:
+    """Replicate agent_chat (and the chat's embeddings) from *source_dsn* to *target_dsn*."""
+    for value, what in ((publication, "publication name"), (role, "role name")):
+        _db.validate_identifier(value, what)
+    source_info = _db.make_conninfo(source_dsn)
+    if sslmode:
+        source_info = _conninfo.make_conninfo(source_info, sslmode=sslmode)
+    target_info = _db.make_conninfo(target_dsn)
+    check_transport(source_info, sslmode, allow_insecure)
+
+    progress("preflight", "checking source and target")
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(_db.connect(source_info))
+        target_created = False
+        try:
+            tgt = stack.enter_context(_db.connect(target_info))
+        except errors.DatabaseMissing:
+            target_created = installer.install(target_info).created
+            tgt = stack.enter_context(_db.connect(target_info))
+        try:
+            return _add(
+                src, tgt, source_info, target_info, name=name, publication=publication,
+                role=role, password=password, passfile=passfile, copy_data=copy_data,
+                timeout=timeout, topology=topology, progress=progress,
+                target_created=target_created,
+            )  # fmt: skip
+        except psycopg.Error as exc:
+            raise _db.translate(exc) from None
+
+
+def _add(
+    src: _db.Connection,
+    tgt: _db.Connection,
+    source_info: str,
+    target_info: str,
+    *,
+    name: str | None,
+    publication: str,
+    role: str,
+    password: str | None,
+    passfile: Path | None,
+    copy_data: bool,
+    timeout: float,
+    topology: Topology | None,
+    progress: Progress,
+    target_created: bool,
+) -> AddResult:
+    source_db, target_db = src.info.dbname, tgt.info.dbname
+    name = _db.validate_identifier(name, "subscription name") if name else None
+    name = name or default_subscription_name(source_db)
+    s_facts, t_facts = source_facts(src), target_facts(tgt)
+    slot = slot_name(name, target_db, t_facts.system_id)
+    same_cluster = s_facts.system_id == t_facts.system_id
+    result = AddResult(
+        source=_db.describe(source_info), target=_db.describe(target_info), subscription=name,
+        slot=slot, publication=publication, role=role, same_cluster=same_cluster,
+    )  # fmt: skip
+
+    existing = tgt.execute(queries["agent_chat_subscriptions"]).fetchall()
+    if existing:
+        found = [row[0] for row in existing]
+        if found != [name] or not _subscription_points_at(tgt, name, src):
+            raise errors.AgentchatError(
+                f"{result.target} already subscribes to agent_chat"
+                f" (subscription {', '.join(found)})",
+                fix="remove it first: agentchat replicate remove --target ...",
+            )
+        result.already = True
+    elif tgt.execute(queries["subscription"], (name,)).fetchone():
+        raise errors.AgentchatError(
+            f"{result.target} already has a subscription named {name!r} for other tables",
+            fix="choose another --name",
+        )
+
+    findings = judge(s_facts, t_facts, new_slot=not result.already)
+    if any(not f.ok for f in findings):
+        raise PreflightFailed(findings)
+    # preflight passed, so both versions are known and the target's is not newer
+    if (t_facts.schema_version or 0) < (s_facts.schema_version or 0):
+        progress("prepare", f"bringing {result.target} to schema {s_facts.schema_version}")
+        installer.install(target_info)
+
+    undo = _Undo()
+    try:
+        if not result.already:
+            _create(src, tgt, result, password, passfile, copy_data, topology, undo, progress)
+        progress("sync", "waiting for the initial sync")
+        result.tables = wait_for_sync(tgt, name, timeout=timeout, progress=progress)
+        progress("install", f"setting the trigger policy on {result.target}")
+        installer.install(target_info)
+        if topology is not None:
+            progress("topology", f"recording the replica in {topology.path}")
+            topology.add_replica(source_info, publication, name, target_info)
+            topology.save()
+    except BaseException:
+        undo.run()
+        if target_created:
+            with contextlib.suppress(Exception):
+                installer.drop_database(target_info, tgt.info.dbname)
+        raise
+    result.warnings += undo.failures
+    return result
+
+
+def _create(
+    src: _db.Connection,
+    tgt: _db.Connection,
+    result: AddResult,
+    password: str | None,
+    passfile: Path | None,
+    copy_data: bool,
+    topology: Topology | None,
+    undo: _Undo,
+    progress: Progress,
+) -> None:
+    role, publication, slot, name = (
+        result.role,
+        result.publication,
+        result.slot,
+        result.subscription,
+    )
+    r_ident = sql.Identifier(role)
+
+    progress("role", f"replication role {role}")
+    if src.execute(queries["role_exists"], (role,)).fetchone() == (True,):
+        if password is None:
+            password = _find_password(src, tgt, role, passfile, topology)
+        if password is None:
+            password = secrets.token_urlsafe(24)
+            result.warnings.append(
+                f"role {role} existed and its password was found in no reachable subscription:"
+                " it was given a new one; subscriptions elsewhere that use the old one need"
+                " ALTER SUBSCRIPTION ... CONNECTION"
+            )
+        _set_password(src, role, password)
+    else:
+        password = password or secrets.token_urlsafe(24)
+        with no_statement_logging(src):
+            src.execute(
+                sql.SQL("CREATE ROLE {} LOGIN REPLICATION PASSWORD {}").format(
+                    r_ident, sql.Literal(password)
+                )
+            )
+        result.created.append(f"role {role}")
+        undo.push(f"role {role}", lambda: _drop_role(src, role))
+    src.execute(queries["grant_published"].format(role=r_ident))
+
+    progress("publication", f"publication {publication}")
+    tables = [r[0] for r in src.execute(queries["publication_tables"], (publication,))]
+    exists = src.execute(queries["publication_exists"], (publication,)).fetchone() == (True,)
+    if exists and sorted(tables) != sorted(PUBLISHED_TABLES):
+        raise errors.AgentchatError(
+            f"publication {publication!r} already exists on the source for other tables"
+            f" ({', '.join(tables) or 'none'})",
+            fix="choose another --publication, or drop that publication",
+        )
+    if not exists:
+        src.execute(queries["create_publication"].format(publication=sql.Identifier(publication)))
+        result.created.append(f"publication {publication}")
+        undo.push(
+            f"publication {publication}",
+            lambda: src.execute(
+                sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication))
+            ),
+        )
+
+    params: dict[str, str | int | None] = {
+        "host": src.info.host,
+        "port": src.info.port,
+        "dbname": src.info.dbname,
+        "user": role,
+        **{k: v for k, v in src.info.get_parameters().items() if k in _KEEP_KEYS},
+    }
+    if passfile is not None:
+        write_passfile(passfile, src.info.host, str(src.info.port), src.info.dbname, role, password)
+        params["passfile"] = str(passfile)
+    else:
+        params["password"] = password
+    conninfo = _conninfo.make_conninfo("", **params)
+
+    if src.execute(queries["slot_exists"], (slot,)).fetchone() is not None:
+        raise errors.AgentchatError(
+            f"the source already has a replication slot named {slot!r}",
+            fix=f"if it is left over, drop it there: SELECT pg_drop_replication_slot('{slot}');",
+        )
+    if result.same_cluster:
+        progress("slot", f"slot {slot} (one cluster: created first)")
+        src.execute(queries["create_slot"], (slot,))
+        result.created.append(f"slot {slot}")
+        undo.push(f"slot {slot}", lambda: drop_slot(src, slot))
+
+    progress("subscription", f"subscription {name}")
+    options = sql.SQL(
+        "WITH (slot_name = {}, create_slot = {}, copy_data = {}, disable_on_error = true)"
+    ).format(sql.Literal(slot), sql.Literal(not result.same_cluster), sql.Literal(copy_data))
+    with no_statement_logging(tgt):
+        tgt.execute(
+            sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} {}").format(
+                sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(publication), options
+            )
+        )
+    if not result.same_cluster:  # the subscription created the slot on the source
+        result.created.append(f"slot {slot}")
+        undo.push(f"slot {slot}", lambda: drop_slot(src, slot))
+    result.created.append(f"subscription {name}")
+    undo.push(f"subscription {name}", lambda: drop_subscription(tgt, name))
+
+
+@contextlib.contextmanager
+def no_statement_logging(conn: _db.Connection) -> Iterator[None]:
+    """Keep statements carrying a password out of the server log, even when they fail."""
+    settings = ("log_statement", "log_min_error_statement", "log_min_duration_statement")
+    saved = [
+        conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(s))).fetchone() for s in settings
+    ]
+    conn.execute("SET log_statement = 'none'")
+    conn.execute("SET log_min_error_statement = 'panic'")
+    conn.execute("SET log_min_duration_statement = -1")
+    try:
+        yield
+    finally:
+        for setting, value in zip(settings, saved, strict=True):
+            if value is not None:
+                conn.execute(
+                    sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(value[0]))
+                )
+
+
+def _set_password(src: _db.Connection, role: str, password: str) -> None:
+    with no_statement_logging(src):
+        src.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+        )
+
+
+def _drop_role(src: _db.Connection, role: str) -> None:
+    ident = sql.Identifier(role)
+    src.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+    src.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
+
+
+def _find_password(
+    src: _db.Connection,
+    tgt: _db.Connection,
+    role: str,
+    passfile: Path | None,
+    topology: Topology | None,
+) -> str | None:
+    """The existing role's password, from a subscription that already uses it, or the passfile."""
+    host, port = src.info.host, str(src.info.port)
+    conninfos: list[str] = []
+    with contextlib.suppress(psycopg.Error):
+        conninfos += [r[2] for r in tgt.execute(queries["cluster_subscription_conninfos"])]
+    for replica in topology.replicas if topology else []:
+        with (
+            contextlib.suppress(errors.AgentchatError, psycopg.Error),
+            _db.connection(replica.dsn) as conn,
+        ):
+            conninfos += [r[2] for r in conn.execute(queries["cluster_subscription_conninfos"])]
+    for info in conninfos:
+        params = _conninfo.conninfo_to_dict(info)
+        if params.get("user") == role and str(params.get("port")) == port:
+            if params.get("host") == host and params.get("password"):
+                return str(params["password"])
+            if params.get("passfile"):
+                found = read_passfile(Path(str(params["passfile"])), role)
+                if found:
+                    return found
+    return read_passfile(passfile, role) if passfile else None
+
+
+def _subscription_points_at(tgt: _db.Connection, name: str, src: _db.Connection) -> bool:
+    """Whether the target's subscription *name* reads from the database *src* is connected to."""
+    row = tgt.execute(queries["subscription"], (name,)).fetchone()
+    if row is None or row[3] is None:
+        return row is not None  # conninfo unreadable (not superuser): trust the name
+    params = _conninfo.conninfo_to_dict(row[3])
+    return params.get("dbname") == src.info.dbname and str(params.get("port")) == str(src.info.port)
+
+
+def wait_for_sync(
+    tgt: _db.Connection, name: str, *, timeout: float = 300.0, progress: Progress = _quiet
+) -> int:
+    """Wait until every table of the subscription is ready ('r'); return the table count."""
+    deadline = time.monotonic() + timeout
+    last = (-1, -1)
+    while True:
+        row = tgt.execute(queries["sync_state"], (name,)).fetchone()
+        if row is None:
+            raise errors.AgentchatError(f"subscription {name!r} disappeared during the sync")
+        total, ready, enabled, sync_errors, apply_errors = row
+        if (ready, total) != last:
+            progress("sync", f"{ready}/{total} tables ready")
+            last = (ready, total)
+        if total and ready == total:
+            return int(total)
+        if not enabled or sync_errors:
+            raise errors.AgentchatError(
+                f"the initial sync of {name!r} failed (sync errors: {sync_errors}, apply errors:"
+                f" {apply_errors}); the subscription was disabled",
+                fix="see the target server's log for the conflicting row",
+            )
+        if time.monotonic() > deadline:
+            raise errors.AgentchatError(
+                f"the initial sync of {name!r} did not finish in {timeout:.0f} s"
+                f" ({ready}/{total} tables ready)",
+                fix="check the source's reachability from the target, or raise --timeout",
+            )
+        time.sleep(0.1)
+
+
+# -- remove ---------------------------------------------------------------------------------
+
+
+def drop_subscription(tgt: _db.Connection, name: str) -> None:
+    """Drop a subscription without touching its slot (that is dropped on the source)."""
+    ident = sql.Identifier(name)
+    if tgt.execute(queries["subscription"], (name,)).fetchone() is None:
+        return
+    tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+    tgt.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+    tgt.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+
+
+def drop_slot(src: _db.Connection, slot: str, timeout: float = 15.0) -> bool:
+    """Drop a slot on the source once its walsender is gone; False if there was none."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = src.execute(queries["slot_exists"], (slot,)).fetchone()
+        if row is None:
+            return False
+        if not row[0]:
+            try:
+                src.execute(queries["drop_slot"], (slot,))
+                return True
+            except psycopg.errors.ObjectInUse:
+                pass
+            except psycopg.errors.UndefinedObject:
+                return False
+        if time.monotonic() > deadline:
+            raise errors.AgentchatError(f"slot {slot!r} stayed in use for {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def remove(
+    target_dsn: str,
+    *,
+    name: str | None = None,
+    source_dsn: str | None = None,
+    topology: Topology | None = None,
+    progress: Progress = _quiet,
+) -> RemoveResult:
+    """Stop replicating into *target_dsn*: drop its subscription and the slot on the source."""
+    target_info = _db.make_conninfo(target_dsn)
+    with _db.connection(target_info) as tgt:
+        subs = [r[0] for r in tgt.execute(queries["agent_chat_subscriptions"])]
+        if name is None:
+            if not subs:
+                raise errors.AgentchatError(
+                    f"{_db.describe(target_info)} has no agent_chat subscription"
+                )
+            if len(subs) > 1:
+                raise errors.InvalidInput(
+                    f"{_db.describe(target_info)} has several: {', '.join(subs)}",
+                    fix="pass --name",
+                )
+            name = subs[0]
+        row = tgt.execute(queries["subscription"], (name,)).fetchone()
+        if row is None:
+            raise errors.AgentchatError(
+                f"{_db.describe(target_info)} has no subscription named {name!r}"
+            )
+        _, slot, _, sub_conninfo = row
+        progress("subscription", f"dropping subscription {name}")
+        drop_subscription(tgt, name)
+    result = RemoveResult(_db.describe(target_info), name, slot, slot_dropped=False)
+
+    if slot:
+        progress("slot", f"dropping slot {slot} on the source")
+        candidates = [c for c in (source_dsn, topology.source if topology else None) if c]
+        if sub_conninfo:
+            candidates.append(sub_conninfo)
+        reason = "no way to reach the source"
+        for candidate in candidates:
+            try:
+                with _db.connection(_db.make_conninfo(candidate)) as src:
+                    drop_slot(src, slot)
+                    result.slot_dropped = True
+                    break
+            except (errors.AgentchatError, psycopg.Error) as exc:
+                reason = str(exc)
+        if not result.slot_dropped:
+            result.warnings.append(
+                f"the source is unreachable ({reason}); its slot {slot!r} keeps WAL until you"
+                f" run there: SELECT pg_drop_replication_slot('{slot}');"
+            )
+    progress("install", f"resetting the trigger policy on {result.target}")
+    installer.install(target_info, create=False)
+    if topology is not None and topology.remove_replica(target_info):
+        topology.save()
+    return result

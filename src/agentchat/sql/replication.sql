@@ -1,0 +1,101 @@
+-- Named queries for replication (preflight facts, publication, subscription, slots).
+
+-- name: source_facts
+-- What preflight needs to know about the source.
+SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
+       pg_catalog.current_setting('wal_level') AS wal_level,
+       pg_catalog.current_setting('max_replication_slots')::int AS max_slots,
+       (SELECT count(*) FROM pg_catalog.pg_replication_slots)::int AS used_slots,
+       pg_catalog.current_setting('max_wal_senders')::int AS max_senders,
+       (SELECT count(*) FROM pg_catalog.pg_stat_activity
+         WHERE backend_type = 'walsender')::int AS used_senders,
+       r.rolsuper AS is_superuser,
+       r.rolcreaterole AS can_create_role,
+       (SELECT system_identifier FROM pg_catalog.pg_control_system())::text AS system_id
+FROM pg_catalog.pg_roles r
+WHERE r.rolname = current_user;
+
+-- name: target_facts
+-- What preflight needs to know about the target.
+SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
+       pg_catalog.current_setting('max_logical_replication_workers')::int AS max_workers,
+       (SELECT count(*) FROM pg_catalog.pg_subscription WHERE subenabled)::int AS used_workers,
+       r.rolsuper AS is_superuser,
+       (SELECT system_identifier FROM pg_catalog.pg_control_system())::text AS system_id
+FROM pg_catalog.pg_roles r
+WHERE r.rolname = current_user;
+
+-- name: publication_tables
+-- The tables (schema.table) a publication carries; no rows if it does not exist.
+SELECT pt.schemaname || '.' || pt.tablename
+FROM pg_catalog.pg_publication_tables pt
+WHERE pt.pubname = %s
+ORDER BY 1;
+
+-- name: publication_exists
+-- Whether a publication of this name exists in this database.
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %s);
+
+-- name: role_exists
+-- Whether a role exists in this cluster.
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s);
+
+-- name: slot_exists
+-- Whether a replication slot exists on this cluster, and whether a process uses it.
+SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = %s;
+
+-- name: create_slot
+-- The same-cluster workaround: the slot first, then CREATE SUBSCRIPTION with create_slot = false.
+SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput');
+
+-- name: drop_slot
+-- Drop a replication slot (it must be inactive).
+SELECT pg_catalog.pg_drop_replication_slot(%s);
+
+-- name: agent_chat_subscriptions
+-- Subscriptions in this database that carry agent_chat (read from pg_subscription_rel).
+SELECT s.subname, s.subslotname, s.subenabled
+FROM pg_catalog.pg_subscription s
+WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                    WHERE datname = pg_catalog.current_database())
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr
+               WHERE sr.srsubid = s.oid AND sr.srrelid = to_regclass('public.agent_chat'))
+ORDER BY s.subname;
+
+-- name: subscription
+-- One subscription of this database by name (slot, enabled, conninfo for superusers).
+SELECT s.subname, s.subslotname, s.subenabled, s.subconninfo
+FROM pg_catalog.pg_subscription s
+WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                    WHERE datname = pg_catalog.current_database())
+  AND s.subname = %s;
+
+-- name: cluster_subscription_conninfos
+-- Every subscription's conninfo in this cluster (pg_subscription is shared; superusers only).
+SELECT s.subname, d.datname, s.subconninfo
+FROM pg_catalog.pg_subscription s
+JOIN pg_catalog.pg_database d ON d.oid = s.subdbid;
+
+-- name: sync_state
+-- Per-table initial sync state of a subscription (r = ready), and its error counters.
+SELECT (SELECT count(*) FROM pg_catalog.pg_subscription_rel sr WHERE sr.srsubid = s.oid)::int,
+       (SELECT count(*) FROM pg_catalog.pg_subscription_rel sr
+         WHERE sr.srsubid = s.oid AND sr.srsubstate = 'r')::int,
+       s.subenabled,
+       coalesce(st.sync_error_count, 0)::int,
+       coalesce(st.apply_error_count, 0)::int
+FROM pg_catalog.pg_subscription s
+LEFT JOIN pg_catalog.pg_stat_subscription_stats st ON st.subid = s.oid
+WHERE s.subname = %s
+  AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                    WHERE datname = pg_catalog.current_database());
+
+-- name: create_publication
+-- The seed's publication, plus the chat's embeddings (computed once at the source) by row filter.
+CREATE PUBLICATION {publication}
+    FOR TABLE public.agent_chat,
+              public.memory_embeddings WHERE (source_type = 'agent_chat');
+
+-- name: grant_published
+-- The replication role reads exactly the published tables, nothing else.
+GRANT SELECT ON public.agent_chat, public.memory_embeddings TO {role};

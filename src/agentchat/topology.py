@@ -1,0 +1,130 @@
+"""The topology file (``agentchat.toml``): the source, its replicas and their names.
+
+``replicate add`` and ``replicate remove`` keep it up to date; later commands default to it, so
+with five agent databases ``agentchat triggers`` (and status, doctor, verify) need no arguments.
+It never holds a password: DSNs are stored without one, and libpq's ~/.pgpass or service files
+supply it, as for psql. Where it is: ``--config PATH``, else $AGENTCHAT_CONFIG, else
+``./agentchat.toml``.
+
+    [source]
+    dsn = "host=db1 port=5432 dbname=nova_memory user=postgres"
+    publication = "agent_chat_pub"
+
+    [[replicas]]
+    name = "agent_chat_from_nova"
+    dsn = "host=db2 port=5432 dbname=graybeard_memory user=postgres"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+from psycopg import conninfo as _conninfo
+
+from agentchat import errors
+
+FILE_NAME = "agentchat.toml"
+ENV_VAR = "AGENTCHAT_CONFIG"
+
+
+def locate(config: Path | str | None = None) -> Path:
+    """The topology file's path: the given one, $AGENTCHAT_CONFIG, or ./agentchat.toml."""
+    if config:
+        return Path(config)
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR])
+    return Path.cwd() / FILE_NAME
+
+
+def strip_password(dsn: str) -> str:
+    """The DSN as conninfo without password (what the file may hold)."""
+    params = {k: v for k, v in _conninfo.conninfo_to_dict(dsn).items() if k != "password"}
+    return _conninfo.make_conninfo("", **params)
+
+
+@dataclass
+class Replica:
+    name: str  # the subscription's name on the replica
+    dsn: str
+
+
+@dataclass
+class Topology:
+    path: Path
+    source: str | None = None
+    publication: str | None = None
+    replicas: list[Replica] = field(default_factory=list)
+
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def databases(self) -> list[str]:
+        """Every DSN in the topology: the source first, then the replicas."""
+        return ([self.source] if self.source else []) + [r.dsn for r in self.replicas]
+
+    def replica(self, name: str | None = None, dsn: str | None = None) -> Replica | None:
+        for replica in self.replicas:
+            if (name is None or replica.name == name) and (dsn is None or _same(replica.dsn, dsn)):
+                return replica
+        return None
+
+    def add_replica(self, source: str, publication: str, name: str, dsn: str) -> None:
+        source = strip_password(source)
+        if self.source and not _same(self.source, source):
+            raise errors.ConfigError(
+                f"{self.path} describes another source ({self.source})",
+                fix="use --config to keep a second topology in its own file",
+            )
+        self.source, self.publication = source, publication
+        self.replicas = [r for r in self.replicas if not _same(r.dsn, dsn)]
+        self.replicas.append(Replica(name, strip_password(dsn)))
+
+    def remove_replica(self, dsn: str) -> bool:
+        before = len(self.replicas)
+        self.replicas = [r for r in self.replicas if not _same(r.dsn, dsn)]
+        return len(self.replicas) != before
+
+    def save(self) -> None:
+        data: dict[str, object] = {}
+        if self.source:
+            data["source"] = {"dsn": self.source, "publication": self.publication or ""}
+        data["replicas"] = [{"name": r.name, "dsn": r.dsn} for r in self.replicas]
+        text = "# agentchat topology, kept up to date by `agentchat replicate add/remove`.\n"
+        text += "# No passwords here: libpq's ~/.pgpass or service files supply them.\n"
+        scratch = self.path.with_name(f".{self.path.name}.tmp")
+        scratch.write_text(text + tomli_w.dumps(data))
+        scratch.replace(self.path)
+
+
+def load(config: Path | str | None = None, *, required: bool = False) -> Topology:
+    """Read the topology file (an empty topology if there is none, unless *required*)."""
+    path = locate(config)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        if required:
+            raise errors.ConfigError(f"topology file {path} does not exist") from None
+        return Topology(path)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise errors.ConfigError(f"cannot read topology file {path}: {exc}") from None
+    try:
+        source = data.get("source", {})
+        replicas = [Replica(str(r["name"]), str(r["dsn"])) for r in data.get("replicas", [])]
+        return Topology(path, source.get("dsn"), source.get("publication"), replicas)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise errors.ConfigError(f"topology file {path} is malformed: {exc!r}") from None
+
+
+def _same(a: str, b: str) -> bool:
+    """Whether two DSNs name the same database (host, port, dbname), ignoring the rest."""
+
+    def key(dsn: str) -> tuple[str, str, str]:
+        p = _conninfo.conninfo_to_dict(dsn)
+        return (str(p.get("host", "")), str(p.get("port", "")), str(p.get("dbname", "")))
+
+    return key(a) == key(b)

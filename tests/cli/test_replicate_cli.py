@@ -1,0 +1,166 @@
+"""`agentchat replicate` as users run it: the topology file, an unreachable source, bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentchat import install
+from agentchat.server import Cluster, free_port
+from tests import helpers
+from tests.cli.test_install_cli import assert_one_line_error
+from tests.helpers import execute, run_cli
+
+
+def test_topology_file_drives_later_commands(hub: Cluster, db: str, db2: str, remote_db: str,
+                                             tmp_path: Path) -> None:  # fmt: skip
+    install.install(db)
+    config = tmp_path / "agentchat.toml"
+    for target in (db2, remote_db):
+        done = run_cli("replicate", "add", "--source", db, "--target", target,
+                       "--config", str(config), "--json")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["tables"] == 2
+    text = config.read_text()
+    assert "password=" not in text and helpers.dbname(remote_db) in text
+
+    # `triggers` with no DSN reports every database of the topology
+    done = run_cli("triggers", "--config", str(config), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [d["role"] for d in report] == ["source", "subscriber", "subscriber"]
+    assert all(t["ok"] for d in report for t in d["triggers"])
+
+    # the same through the environment variable, from another directory
+    env = {"AGENTCHAT_CONFIG": str(config)}
+    done = run_cli("replicate", "add", "--target", remote_db, "--json", env=env, cwd=Path("/"))
+    assert json.loads(done.stdout)["already"] is True
+
+    name = "agent_chat_from_" + helpers.dbname(db)
+    done = run_cli("replicate", "remove", "--name", name, "--target", db2, "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "dropped slot" in done.stdout
+    assert helpers.dbname(db2) not in config.read_text()
+
+
+@pytest.fixture
+def lonely_source(cluster_root: Path, pg_version: int) -> Iterator[Cluster]:
+    """A source cluster of its own, so the test can take it away."""
+    cluster = Cluster(cluster_root / f"lonely{pg_version}", version=pg_version, ephemeral=True)
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+def test_remove_with_source_unreachable(lonely_source: Cluster, remote: Cluster,
+                                        remote_db: str) -> None:  # fmt: skip
+    source = lonely_source.conninfo("nova_memory")
+    install.install(source)
+    done = run_cli("replicate", "add", "--source", source, "--target", remote_db, "--json")
+    assert done.returncode == 0, done.stderr
+    slot = json.loads(done.stdout)["slot"]
+    lonely_source.stop("immediate")
+
+    done = run_cli("replicate", "remove", "--target", remote_db)
+    assert done.returncode == 0, done.stderr
+    assert "removed subscription" in done.stdout
+    [warning] = done.stderr.strip().splitlines()
+    assert f"SELECT pg_drop_replication_slot('{slot}');" in warning
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+
+    lonely_source.start()  # the slot is still there, as the warning said
+    assert execute(lonely_source.conninfo(), "SELECT slot_name FROM pg_replication_slots") == [
+        (slot,)
+    ]
+
+
+def test_unreachable_source_leaves_nothing(remote_db: str) -> None:
+    port = free_port()
+    done = run_cli("replicate", "add", "--source", f"host=127.0.0.1 port={port} dbname=nova",
+                   "--target", remote_db)  # fmt: skip
+    assert_one_line_error(done, "cannot connect to")
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+
+
+def test_wrong_password_is_not_shown(hub: Cluster, remote_db: str) -> None:
+    secret = "wrong-secret-9876"
+    dsn = f"postgresql://postgres:{secret}@127.0.0.1:{hub.port}/postgres"
+    done = run_cli("replicate", "add", "--source", dsn, "--target", remote_db,
+                   env={"PGPASSFILE": "/dev/null"})  # fmt: skip
+    assert_one_line_error(done, "authentication failed")
+    assert secret not in done.stdout + done.stderr
+
+
+def test_insecure_remote_source_is_refused() -> None:
+    done = run_cli("replicate", "add", "--source", "host=db.example.com dbname=nova",
+                   "--target", "dbname=x")  # fmt: skip
+    assert_one_line_error(done, "--sslmode require")
+    assert done.returncode == 2
+
+
+@pytest.fixture(scope="module")
+def poor_clusters(cluster_root: Path, pg_version: int) -> Iterator[tuple[Cluster, Cluster]]:
+    """Sources preflight must refuse: wal_level=replica, and too few replication slots."""
+    low_wal = Cluster(cluster_root / f"lowwal{pg_version}", version=pg_version, ephemeral=True,
+                      settings={"wal_level": "replica"})  # fmt: skip
+    few = {"max_replication_slots": "2", "max_wal_senders": "2"}
+    few_slots = Cluster(cluster_root / f"fewslots{pg_version}", version=pg_version,
+                        ephemeral=True, settings=few)  # fmt: skip
+    for cluster in (low_wal, few_slots):
+        cluster.start()
+        install.install(cluster.conninfo("nova_memory"))
+    yield low_wal, few_slots
+    low_wal.destroy()
+    few_slots.destroy()
+
+
+def test_preflight_names_each_fix(poor_clusters: tuple[Cluster, Cluster], remote_db: str) -> None:
+    low_wal, few_slots = poor_clusters
+    done = run_cli("replicate", "add", "--source", low_wal.conninfo("nova_memory"),
+                   "--target", remote_db)  # fmt: skip
+    assert_one_line_error(done, "wal_level is replica", "ALTER SYSTEM SET wal_level = logical")
+    done = run_cli("replicate", "add", "--source", few_slots.conninfo("nova_memory"),
+                   "--target", remote_db)  # fmt: skip
+    assert_one_line_error(done, "free replication slots", "raise max_replication_slots")
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+    for cluster in poor_clusters:
+        assert execute(cluster.conninfo(), "SELECT count(*) FROM pg_replication_slots") == [(0,)]
+
+
+def test_preflight_refuses_a_source_role_without_privileges(
+    hub: Cluster, db: str, remote_db: str
+) -> None:
+    install.install(db)
+    execute(
+        hub.conninfo(),
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plain_agent')"
+        " THEN CREATE ROLE plain_agent LOGIN; END IF; END $$",
+    )
+    dsn = f"host={hub.socket_dir} port={hub.port} dbname={helpers.dbname(db)} user=plain_agent"
+    done = run_cli("replicate", "add", "--source", dsn, "--target", remote_db)
+    assert_one_line_error(done, "not a superuser", "connect to the source as a superuser")
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+
+
+def test_unreachable_target_leaves_nothing_on_the_source(hub: Cluster, db: str) -> None:
+    install.install(db)
+    port = free_port()
+    done = run_cli("replicate", "add", "--source", db, "--role", "ac_never_made",
+                   "--target", f"host=127.0.0.1 port={port} dbname=graybeard")  # fmt: skip
+    assert_one_line_error(done, "cannot connect to", f"127.0.0.1:{port}")
+    assert execute(db, "SELECT count(*) FROM pg_publication") == [(0,)]
+    assert execute(
+        hub.conninfo(), "SELECT count(*) FROM pg_roles WHERE rolname = 'ac_never_made'"
+    ) == [(0,)]
+
+
+def test_sslmode_passes_through_to_the_subscription(hub: Cluster, db: str, remote_db: str) -> None:
+    install.install(db)
+    done = run_cli("replicate", "add", "--source", db, "--target", remote_db,
+                   "--sslmode", "disable")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    [(conninfo,)] = execute(remote_db, "SELECT subconninfo FROM pg_subscription")
+    assert "sslmode=disable" in str(conninfo)

@@ -1,0 +1,306 @@
+"""`replicate add / remove` against real clusters: one cluster and two, fan-out, undo, faults."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from agentchat import errors, install, policy, replication, topology
+from agentchat.server import Cluster
+from agentchat.topology import Topology
+from tests import helpers
+from tests.helpers import execute
+
+
+def new_db(cluster: Cluster, prefix: str = "t") -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    execute(cluster.conninfo(), f'CREATE DATABASE "{name}"')
+    return cluster.conninfo(name)
+
+
+@pytest.fixture
+def extra_dbs(hub: Cluster, remote: Cluster) -> Iterator[list[str]]:
+    """Databases a test creates itself (dropped afterwards with their subscriptions)."""
+    made: list[str] = []
+    yield made
+    for conninfo in made:
+        port = psycopg.conninfo.conninfo_to_dict(conninfo)["port"]
+        cluster = hub if str(port) == str(hub.port) else remote
+        helpers.drop_database(cluster, helpers.dbname(conninfo))
+
+
+@pytest.fixture
+def source(db: str) -> str:
+    install.install(db)
+    return db
+
+
+def slots(cluster: Cluster) -> set[str]:
+    return {r[0] for r in execute(cluster.conninfo(), "SELECT slot_name FROM pg_replication_slots")}
+
+
+def send(conninfo: str, text: str, mentions: tuple[str, ...] = ("graybeard",)) -> int:
+    [(msg_id,)] = execute(
+        conninfo, "SELECT send_agent_message('nova', %s, %s)", (text, list(mentions))
+    )
+    return int(msg_id)
+
+
+def arrived(conninfo: str, msg_id: int) -> bool:
+    return bool(execute(conninfo, "SELECT count(*) FROM agent_chat WHERE id = %s", (msg_id,))[0][0])
+
+
+@pytest.mark.parametrize("layout", ["one-cluster", "two-clusters"])
+def test_add_replicates_messages_and_embeddings(
+    layout: str, hub: Cluster, source: str, db2: str, remote_db: str, tmp_path
+) -> None:
+    target = db2 if layout == "one-cluster" else remote_db
+    before = send(source, "history before the subscription")
+    topo = Topology(tmp_path / "agentchat.toml")
+    result = replication.add(source, target, topology=topo, timeout=60)
+    assert result.same_cluster is (layout == "one-cluster")
+    assert result.subscription == "agent_chat_from_" + helpers.dbname(source)
+    assert result.tables == 2
+    assert result.slot in slots(hub)
+    assert arrived(target, before)  # copy_data brought the history
+
+    with psycopg.connect(target) as conn:
+        facts = policy.read_role(conn)
+        assert facts.role is policy.Role.SUBSCRIBER
+        assert all(t.ok for t in policy.trigger_report(conn, facts))
+        modes = {name: mode.name for name, mode in policy.trigger_modes(conn).items()}
+    assert modes["trg_guard_replica_writes"] == "ORIGIN"
+
+    msg = send(source, "after the subscription")
+    helpers.wait_for(lambda: arrived(target, msg), what="replicated message")
+    # the source's worker computes the embedding once; the replica receives it
+    execute(
+        source,
+        "UPDATE memory_embeddings SET embedding = array_fill(0.5, ARRAY[384])::vector,"
+        " model = 'test' WHERE source_id = %s",
+        (msg,),
+    )
+    helpers.wait_for(
+        lambda: execute(
+            target,
+            "SELECT count(*) FROM memory_embeddings WHERE source_id = %s AND model = 'test'",
+            (msg,),
+        )[0][0],
+        what="replicated embedding",
+    )
+    rows = execute(target, "SELECT source_id, count(*) FROM memory_embeddings GROUP BY 1")
+    assert sorted(rows) == [(before, 1), (msg, 1)]  # exactly one row per message
+
+    saved = topology.load(topo.path)
+    assert saved.replicas[0].name == result.subscription
+    assert "password=" not in topo.path.read_text()
+
+
+def test_fan_out_and_idempotent_re_add(
+    hub: Cluster, remote: Cluster, source: str, extra_dbs: list[str], tmp_path
+) -> None:
+    targets = [new_db(hub), new_db(remote), new_db(remote)]
+    extra_dbs.extend(targets)
+    topo = Topology(tmp_path / "agentchat.toml")
+    results = [replication.add(source, t, topology=topo, timeout=60) for t in targets]
+    assert len({r.slot for r in results}) == 3
+    assert {r.slot for r in results} <= slots(hub)
+    msg = send(source, "to everyone", ("*",))
+    for t in targets:
+        helpers.wait_for(lambda t=t: arrived(t, msg), what="fan-out message")
+
+    slot_count = len(slots(hub))
+    again = replication.add(source, targets[1], topology=topo, timeout=60)
+    assert again.already and again.created == []
+    assert len(slots(hub)) == slot_count
+    assert len(topo.replicas) == 3
+
+
+def test_remove_with_source_reachable(hub: Cluster, source: str, remote_db: str, tmp_path) -> None:
+    topo = Topology(tmp_path / "agentchat.toml")
+    result = replication.add(source, remote_db, topology=topo, timeout=60)
+    removed = replication.remove(remote_db, topology=topo)
+    assert removed.slot == result.slot and removed.slot_dropped
+    assert result.slot not in slots(hub)
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+    assert topo.replicas == []
+    # no longer a replica: the guard is off and local writes work again
+    assert install.install(remote_db).role is policy.Role.PLAIN
+    send(remote_db, "local again")
+
+
+def test_replication_role_can_only_read_published_tables(
+    hub: Cluster, source: str, remote_db: str
+) -> None:
+    replication.add(source, remote_db, role="ac_reader_only", timeout=60)
+    [(conninfo,)] = execute(hub.conninfo(), "SELECT 1") and execute(
+        remote_db, "SELECT subconninfo FROM pg_subscription"
+    )
+    params = psycopg.conninfo.conninfo_to_dict(str(conninfo))
+    assert params["user"] == "ac_reader_only" and params["password"]
+    as_role = psycopg.conninfo.make_conninfo(
+        host="127.0.0.1", port=hub.port, dbname=helpers.dbname(source),
+        user="ac_reader_only", password=params["password"],
+    )  # fmt: skip
+    assert execute(as_role, "SELECT count(*) FROM agent_chat") == [(0,)]
+    for statement in (
+        "INSERT INTO agent_chat (sender, message) VALUES ('x', 'y')",
+        "DELETE FROM memory_embeddings",
+        "SELECT * FROM agent_chat_processed",
+        "SELECT send_agent_message('x', 'y')",
+        "CREATE TABLE public.intruder (id int)",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            execute(as_role, statement)
+
+
+def test_replica_refuses_local_writes(source: str, remote_db: str) -> None:
+    replication.add(source, remote_db, timeout=60)
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match=helpers.dbname(source)):
+        execute(remote_db, "SELECT send_agent_message('graybeard', 'written on the replica')")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="is a replica"):
+        execute(remote_db, "INSERT INTO agent_chat (sender, message) VALUES ('g', 'm')")
+    msg = send(source, "replicated rows pass the guard")
+    helpers.wait_for(lambda: arrived(remote_db, msg), what="replicated message")
+
+
+STEPS = ["role", "publication", "slot", "subscription", "sync", "install", "topology"]
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_failed_add_at_each_step_leaves_nothing(
+    step: str, hub: Cluster, source: str, db2: str, tmp_path
+) -> None:
+    """One cluster (every step runs, slot included); the progress hook fails at *step*."""
+    role = f"ac_undo_{step}"
+    topo = Topology(tmp_path / "agentchat.toml")
+
+    def progress(name: str, detail: str) -> None:
+        if name == step:
+            raise Stop(step)
+
+    with pytest.raises(Stop):
+        replication.add(source, db2, role=role, topology=topo, progress=progress, timeout=60)
+    assert execute(hub.conninfo(), "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)) == [
+        (0,)
+    ]
+    assert execute(source, "SELECT count(*) FROM pg_publication") == [(0,)]
+    assert execute(
+        db2,
+        "SELECT count(*) FROM pg_subscription"
+        " WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    ) == [(0,)]
+    assert not any(helpers.dbname(db2) in s for s in slots(hub))
+    assert not topo.path.exists()
+
+
+def test_failed_initial_sync_is_undone(hub: Cluster, source: str, remote_db: str) -> None:
+    """A real conflict: the target already holds a row with the id the copy brings."""
+    msg = send(source, "the source's message")
+    install.install(remote_db)
+    execute(
+        remote_db,
+        "INSERT INTO agent_chat (id, sender, message) OVERRIDING SYSTEM VALUE"
+        " VALUES (%s, 'local', 'a local row in the way')",
+        (msg,),
+    )
+    with pytest.raises(errors.AgentchatError, match=r"initial sync .* failed"):
+        replication.add(source, remote_db, role="ac_undo_sync_conflict", timeout=60)
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+    assert not any(helpers.dbname(remote_db) in s for s in slots(hub))
+    assert execute(source, "SELECT count(*) FROM pg_publication") == [(0,)]
+
+
+def test_target_subscribing_elsewhere_is_refused(
+    hub: Cluster, source: str, db2: str, remote_db: str
+) -> None:
+    install.install(db2)
+    replication.add(source, remote_db, timeout=60)
+    before = slots(hub)
+    with pytest.raises(errors.AgentchatError, match="already subscribes to agent_chat"):
+        replication.add(db2, remote_db, name="agent_chat_from_elsewhere", timeout=60)
+    assert slots(hub) == before
+    assert execute(db2, "SELECT count(*) FROM pg_publication") == [(0,)]
+
+
+def test_publication_name_taken_by_other_tables(hub: Cluster, source: str, remote_db: str) -> None:
+    execute(source, "CREATE TABLE other (id int PRIMARY KEY)")
+    execute(source, "CREATE PUBLICATION agent_chat_pub FOR TABLE other")
+    with pytest.raises(errors.AgentchatError, match="already exists on the source for other"):
+        replication.add(source, remote_db, role="ac_undo_pubname", timeout=60)
+    assert execute(
+        hub.conninfo(), "SELECT count(*) FROM pg_roles WHERE rolname = 'ac_undo_pubname'"
+    ) == [(0,)]
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+
+
+def test_names_that_need_quoting(hub: Cluster, source: str, extra_dbs: list[str]) -> None:
+    target_name = 'agent "db"; one ü'
+    helpers.drop_database(hub, target_name)
+    extra_dbs.append(hub.conninfo(target_name))
+    result = replication.add(
+        source, hub.conninfo(target_name), name='Sub "x"; y', publication="pub; z",
+        role='role "q"', timeout=60,
+    )  # fmt: skip
+    assert result.slot in slots(hub)
+    assert all(c in "abcdefghijklmnopqrstuvwxyz0123456789_" for c in result.slot)
+    msg = send(source, "quoted names work")
+    helpers.wait_for(lambda: arrived(hub.conninfo(target_name), msg), what="replicated message")
+    replication.remove(hub.conninfo(target_name))
+    assert result.slot not in slots(hub)
+
+
+def test_remote_host_without_tls_is_refused() -> None:
+    with pytest.raises(errors.InvalidInput, match="not local"):
+        replication.add("host=db.example.com dbname=nova_memory", "dbname=x")
+
+
+def test_json_of_result(source: str, remote_db: str) -> None:
+    result = replication.add(source, remote_db, timeout=60)
+    data = json.loads(json.dumps(result.as_dict()))
+    assert data["subscription"] == result.subscription and data["already"] is False
+
+
+def test_leftover_slot_of_the_same_name_is_refused_and_kept(
+    hub: Cluster, source: str, remote_db: str
+) -> None:
+    [(system_id,)] = execute(remote_db, "SELECT system_identifier FROM pg_control_system()")
+    slot = replication.slot_name(
+        replication.default_subscription_name(helpers.dbname(source)),
+        helpers.dbname(remote_db),
+        str(system_id),
+    )
+    execute(source, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    with pytest.raises(errors.AgentchatError, match="already has a replication slot"):
+        replication.add(source, remote_db, role="ac_undo_leftover_slot", timeout=60)
+    assert slot in slots(hub)  # someone else's slot is never dropped by an undo
+    assert execute(source, "SELECT count(*) FROM pg_publication") == [(0,)]
+    assert execute(
+        hub.conninfo(), "SELECT count(*) FROM pg_roles WHERE rolname = 'ac_undo_leftover_slot'"
+    ) == [(0,)]
+
+
+def test_statements_with_passwords_stay_out_of_the_server_log(hub: Cluster, db: str) -> None:
+    """A failing statement is logged with its text, unless run under no_statement_logging."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        for secret, quiet in (("visible-control-7731", False), ("hidden-secret-7732", True)):
+            with contextlib.ExitStack() as stack:
+                if quiet:
+                    stack.enter_context(replication.no_statement_logging(conn))
+                with pytest.raises(psycopg.errors.UndefinedTable):
+                    conn.execute(f"SELECT '{secret}' FROM no_such_table")  # noqa: S608
+        conn.execute("SELECT 1")
+    log = helpers.wait_for(
+        lambda: "visible-control-7731" in hub.log.read_text() and hub.log.read_text(),
+        what="the control statement in the server log",
+    )
+    assert "hidden-secret-7732" not in log
