@@ -85,6 +85,25 @@ def describe(conninfo: str) -> str:
     return f'database "{name}" on {where}' if name else where
 
 
+def connection_params(conn: Connection) -> dict[str, str]:
+    """The parameters an open connection really uses (host and port resolved, no password)."""
+    params = {k: str(v) for k, v in conn.info.get_parameters().items() if k != "password"}
+    params.update(host=conn.info.host, port=str(conn.info.port), dbname=conn.info.dbname)
+    params["user"] = conn.info.user
+    return params
+
+
+def resolved_conninfo(conn: Connection) -> str:
+    """A password-free conninfo naming exactly what *conn* is connected to.
+
+    Independent of the environment it was opened in (PGHOST and friends are resolved), so it
+    can be stored in the topology file and used later from anywhere on this machine.
+    """
+    keep = ("host", "port", "dbname", "user", "sslmode", "sslrootcert", "service")
+    params = connection_params(conn)
+    return _conninfo.make_conninfo("", **{k: params[k] for k in keep if params.get(k)})
+
+
 def with_dbname(conninfo: str, dbname: str) -> str:
     """The same connection parameters, another database."""
     return _conninfo.make_conninfo(conninfo, dbname=dbname)

@@ -7,10 +7,10 @@ here changes a database.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import conninfo as _conninfo
 from psycopg.rows import dict_row
 
 from agentchat import _db, errors, schema
@@ -157,25 +157,23 @@ def judge(source: SourceFacts, target: TargetFacts, *, new_slot: bool) -> list[F
             "agent_chat is not installed on the source",
             "run `agentchat install` on the source database first",
         ),
-        Finding(
-            "schema_versions",
-            source.schema_version is None
-            or target.schema_version is None
-            or target.schema_version <= source.schema_version,
-            f"the target's schema (version {target.schema_version}) is newer than the"
-            f" source's ({source.schema_version})",
-            "run `agentchat install` on the source to upgrade it",
-        ),
     ]
 
 
-def check_transport(source_conninfo: str, sslmode: str | None, allow_insecure: bool) -> None:
-    """Refuse a non-local source reached without TLS, unless explicitly allowed."""
-    params = _conninfo.conninfo_to_dict(source_conninfo)
-    host = str(params.get("host") or params.get("hostaddr") or "")
+def check_transport(params: dict[str, str], allow_insecure: bool, *, strict: bool = True) -> None:
+    """Refuse a non-local source reached without TLS, unless explicitly allowed.
+
+    *params* are connection parameters with libpq's environment applied (PGHOST, PGSSLMODE),
+    or those of an open connection, so a host from the environment or a service file is judged
+    too. With ``strict=False`` a missing host is not judged (a partial DSN such as
+    ``--publisher-dsn "host=10.0.0.5"``).
+    """
+    host = params.get("host") or params.get("hostaddr") or ""
+    if not host and not strict:
+        return
     local = not host or host.startswith("/") or host in ("localhost", "::1")
     local = local or host.startswith("127.")
-    mode = sslmode or str(params.get("sslmode") or "")
+    mode = params.get("sslmode") or os.environ.get("PGSSLMODE") or ""
     if not local and mode not in STRICT_SSLMODES and not allow_insecure:
         raise errors.InvalidInput(
             f"source host {host} is not local and the connection would not require TLS"

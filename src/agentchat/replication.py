@@ -31,7 +31,7 @@ from agentchat import _db, errors
 from agentchat import install as installer
 from agentchat.passfile import read_passfile, write_passfile
 from agentchat.preflight import (
-    PUBLISHED_TABLES,
+    Finding,
     PreflightFailed,
     check_transport,
     judge,
@@ -87,7 +87,7 @@ class AddResult:
 @dataclass
 class RemoveResult:
     target: str
-    subscription: str
+    subscription: str | None  # None: there was nothing to remove
     slot: str | None
     slot_dropped: bool
     warnings: list[str] = field(default_factory=list)
@@ -156,6 +156,7 @@ def add(
     role: str = DEFAULT_ROLE,
     password: str | None = None,
     passfile: Path | None = None,
+    publisher_dsn: str | None = None,
     copy_data: bool = True,
     sslmode: str | None = None,
     allow_insecure: bool = False,
@@ -163,18 +164,28 @@ def add(
     topology: Topology | None = None,
     progress: Progress = _quiet,
 ) -> AddResult:
-    """Replicate agent_chat (and the chat's embeddings) from *source_dsn* to *target_dsn*."""
+    """Replicate agent_chat (and the chat's embeddings) from *source_dsn* to *target_dsn*.
+
+    *publisher_dsn* is how the target's server reaches the source, when that differs from how
+    agentchat reaches it (another machine, another address); by default the host and port
+    agentchat connected to.
+    """
     for value, what in ((publication, "publication name"), (role, "role name")):
         _db.validate_identifier(value, what)
     source_info = _db.make_conninfo(source_dsn)
     if sslmode:
         source_info = _conninfo.make_conninfo(source_info, sslmode=sslmode)
     target_info = _db.make_conninfo(target_dsn)
-    check_transport(source_info, sslmode, allow_insecure)
+    publisher = {
+        k: str(v)
+        for k, v in _conninfo.conninfo_to_dict(_db.make_conninfo(publisher_dsn or "")).items()
+    }
+    check_transport(_db.conninfo_params(source_info), allow_insecure)
 
     progress("preflight", "checking source and target")
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(_db.connect(source_info))
+        check_transport(_db.connection_params(src), allow_insecure)
         target_created = False
         try:
             tgt = stack.enter_context(_db.connect(target_info))
@@ -183,50 +194,70 @@ def add(
             tgt = stack.enter_context(_db.connect(target_info))
         try:
             return _add(
-                src, tgt, source_info, target_info, name=name, publication=publication,
-                role=role, password=password, passfile=passfile, copy_data=copy_data,
-                timeout=timeout, topology=topology, progress=progress,
-                target_created=target_created,
+                src, tgt, name=name, publication=publication, role=role, password=password,
+                passfile=passfile, publisher=publisher, copy_data=copy_data, timeout=timeout,
+                topology=topology, progress=progress, allow_insecure=allow_insecure,
             )  # fmt: skip
-        except psycopg.Error as exc:
-            raise _db.translate(exc) from None
+        except BaseException as exc:
+            if target_created:  # made by this add: gone again, as if it never ran
+                stack.close()
+                installer.drop_database(target_info, _db.target_dbname(target_info) or "")
+            if isinstance(exc, psycopg.Error):
+                raise _db.translate(exc) from None
+            raise
 
 
 def _add(
     src: _db.Connection,
     tgt: _db.Connection,
-    source_info: str,
-    target_info: str,
     *,
     name: str | None,
     publication: str,
     role: str,
     password: str | None,
     passfile: Path | None,
+    publisher: dict[str, str],
     copy_data: bool,
     timeout: float,
     topology: Topology | None,
     progress: Progress,
-    target_created: bool,
+    allow_insecure: bool,
 ) -> AddResult:
     source_db, target_db = src.info.dbname, tgt.info.dbname
     name = _db.validate_identifier(name, "subscription name") if name else None
     name = name or default_subscription_name(source_db)
     s_facts, t_facts = source_facts(src), target_facts(tgt)
-    slot = slot_name(name, target_db, t_facts.system_id)
-    same_cluster = s_facts.system_id == t_facts.system_id
+    source_dsn, target_dsn = _db.resolved_conninfo(src), _db.resolved_conninfo(tgt)
     result = AddResult(
-        source=_db.describe(source_info), target=_db.describe(target_info), subscription=name,
-        slot=slot, publication=publication, role=role, same_cluster=same_cluster,
+        source=_db.describe(source_dsn), target=_db.describe(target_dsn), subscription=name,
+        slot=slot_name(name, target_db, t_facts.system_id), publication=publication, role=role,
+        same_cluster=s_facts.system_id == t_facts.system_id,
     )  # fmt: skip
 
-    existing = tgt.execute(queries["agent_chat_subscriptions"]).fetchall()
+    existing = [row[0] for row in tgt.execute(queries["agent_chat_subscriptions"])]
+    findings = judge(s_facts, t_facts, new_slot=not existing)
+    if copy_data and not existing and t_facts.schema_version:
+        [(rows,)] = tgt.execute(queries["agent_chat_rows"]).fetchall()
+        findings.append(
+            Finding(
+                "target_history",
+                not rows,
+                f"{result.target} already holds {rows} agent_chat rows: copying the source's"
+                " history would collide with them",
+                "if they came from this source earlier, add with --no-copy-data; otherwise"
+                " move them to the source and empty the table",
+            )
+        )
+    if any(not f.ok for f in findings):
+        raise PreflightFailed(findings)
+    sub_params = subscription_params(src, role, publisher)
+    check_transport(sub_params, allow_insecure)  # how the target's server will connect
+
     if existing:
-        found = [row[0] for row in existing]
-        if found != [name] or not _subscription_points_at(tgt, name, src):
+        if existing != [name] or not _subscription_points_at(tgt, name, src):
             raise errors.AgentchatError(
                 f"{result.target} already subscribes to agent_chat"
-                f" (subscription {', '.join(found)})",
+                f" (subscription {', '.join(existing)})",
                 fix="remove it first: agentchat replicate remove --target ...",
             )
         result.already = True
@@ -235,35 +266,62 @@ def _add(
             f"{result.target} already has a subscription named {name!r} for other tables",
             fix="choose another --name",
         )
-
-    findings = judge(s_facts, t_facts, new_slot=not result.already)
-    if any(not f.ok for f in findings):
-        raise PreflightFailed(findings)
-    # preflight passed, so both versions are known and the target's is not newer
+    if topology is not None:
+        topology.check_source(source_dsn)
+    # rows carrying the source's schema must find it on the target: bring the target up first
     if (t_facts.schema_version or 0) < (s_facts.schema_version or 0):
         progress("prepare", f"bringing {result.target} to schema {s_facts.schema_version}")
-        installer.install(target_info)
+        installer.install(target_dsn)
 
     undo = _Undo()
     try:
         if not result.already:
-            _create(src, tgt, result, password, passfile, copy_data, topology, undo, progress)
+            _create(src, tgt, result, password, passfile, sub_params, copy_data, topology, undo,
+                    progress)  # fmt: skip
         progress("sync", "waiting for the initial sync")
         result.tables = wait_for_sync(tgt, name, timeout=timeout, progress=progress)
         progress("install", f"setting the trigger policy on {result.target}")
-        installer.install(target_info)
+        installer.install(target_dsn)
         if topology is not None:
             progress("topology", f"recording the replica in {topology.path}")
-            topology.add_replica(source_info, publication, name, target_info)
+            topology.add_replica(source_dsn, publication, name, target_dsn)
             topology.save()
     except BaseException:
         undo.run()
-        if target_created:
-            with contextlib.suppress(Exception):
-                installer.drop_database(target_info, tgt.info.dbname)
         raise
     result.warnings += undo.failures
     return result
+
+
+def publication_shape(src: _db.Connection) -> list[tuple[object, ...]]:
+    """What agentchat's publication carries (tables, columns, row filters), as the catalog says.
+
+    Read from a scratch publication created and dropped in a rolled-back transaction, so the
+    comparison uses PostgreSQL's own normalised form of the row filter.
+    """
+    shape: list[tuple[object, ...]] = []
+    with src.transaction():
+        src.execute(
+            queries["create_publication"].format(publication=sql.Identifier("agentchat_probe"))
+        )
+        shape = [tuple(r) for r in src.execute(queries["publication_tables"], ("agentchat_probe",))]
+        raise psycopg.Rollback
+    return shape
+
+
+def subscription_params(
+    src: _db.Connection, role: str, publisher: dict[str, str]
+) -> dict[str, str]:
+    """How the subscription connects to the source (without the password).
+
+    The host and port agentchat itself used, unless *publisher* (``--publisher-dsn``) says how
+    the target's server reaches the source instead; TLS settings carry over.
+    """
+    params = {k: v for k, v in _db.connection_params(src).items() if k in _KEEP_KEYS}
+    params.update(host=src.info.host, port=str(src.info.port), dbname=src.info.dbname)
+    params.update({k: v for k, v in publisher.items() if k not in ("user", "password")})
+    params["user"] = role
+    return params
 
 
 def _create(
@@ -272,6 +330,7 @@ def _create(
     result: AddResult,
     password: str | None,
     passfile: Path | None,
+    sub_params: dict[str, str],
     copy_data: bool,
     topology: Topology | None,
     undo: _Undo,
@@ -310,12 +369,12 @@ def _create(
     src.execute(queries["grant_published"].format(role=r_ident))
 
     progress("publication", f"publication {publication}")
-    tables = [r[0] for r in src.execute(queries["publication_tables"], (publication,))]
+    shape = [tuple(r) for r in src.execute(queries["publication_tables"], (publication,))]
     exists = src.execute(queries["publication_exists"], (publication,)).fetchone() == (True,)
-    if exists and sorted(tables) != sorted(PUBLISHED_TABLES):
+    if exists and shape != publication_shape(src):
         raise errors.AgentchatError(
             f"publication {publication!r} already exists on the source for other tables"
-            f" ({', '.join(tables) or 'none'})",
+            f" or rows ({', '.join(str(t[0]) for t in shape) or 'none'})",
             fix="choose another --publication, or drop that publication",
         )
     if not exists:
@@ -328,15 +387,9 @@ def _create(
             ),
         )
 
-    params: dict[str, str | int | None] = {
-        "host": src.info.host,
-        "port": src.info.port,
-        "dbname": src.info.dbname,
-        "user": role,
-        **{k: v for k, v in src.info.get_parameters().items() if k in _KEEP_KEYS},
-    }
+    params: dict[str, str] = dict(sub_params)
     if passfile is not None:
-        write_passfile(passfile, src.info.host, str(src.info.port), src.info.dbname, role, password)
+        write_passfile(passfile, params["host"], params["port"], params["dbname"], role, password)
         params["passfile"] = str(passfile)
     else:
         params["password"] = password
@@ -410,8 +463,9 @@ def _find_password(
     passfile: Path | None,
     topology: Topology | None,
 ) -> str | None:
-    """The existing role's password, from a subscription that already uses it, or the passfile."""
-    host, port = src.info.host, str(src.info.port)
+    """The existing role's password: a candidate from a subscription that already uses the role
+    (on the target's cluster or any replica of the topology) or from the passfile, accepted only
+    once the source takes it."""
     conninfos: list[str] = []
     with contextlib.suppress(psycopg.Error):
         conninfos += [r[2] for r in tgt.execute(queries["cluster_subscription_conninfos"])]
@@ -421,16 +475,28 @@ def _find_password(
             _db.connection(replica.dsn) as conn,
         ):
             conninfos += [r[2] for r in conn.execute(queries["cluster_subscription_conninfos"])]
+    candidates: list[str] = []
     for info in conninfos:
         params = _conninfo.conninfo_to_dict(info)
-        if params.get("user") == role and str(params.get("port")) == port:
-            if params.get("host") == host and params.get("password"):
-                return str(params["password"])
-            if params.get("passfile"):
-                found = read_passfile(Path(str(params["passfile"])), role)
-                if found:
-                    return found
-    return read_passfile(passfile, role) if passfile else None
+        if params.get("user") != role:
+            continue
+        if params.get("password"):
+            candidates.append(str(params["password"]))
+        elif params.get("passfile"):
+            candidates.append(read_passfile(Path(str(params["passfile"])), role) or "")
+    if passfile is not None:
+        candidates.append(read_passfile(passfile, role) or "")
+    for candidate in dict.fromkeys(c for c in candidates if c):
+        attempt = _conninfo.make_conninfo(
+            _db.resolved_conninfo(src), host="127.0.0.1" if src.info.host.startswith("/")
+            else src.info.host, user=role, password=candidate, passfile="/dev/null",
+        )  # fmt: skip
+        try:
+            psycopg.connect(attempt, connect_timeout=5).close()
+        except psycopg.Error:
+            continue
+        return candidate
+    return None
 
 
 def _subscription_points_at(tgt: _db.Connection, name: str, src: _db.Connection) -> bool:
@@ -518,23 +584,16 @@ def remove(
     target_info = _db.make_conninfo(target_dsn)
     with _db.connection(target_info) as tgt:
         subs = [r[0] for r in tgt.execute(queries["agent_chat_subscriptions"])]
-        if name is None:
-            if not subs:
-                raise errors.AgentchatError(
-                    f"{_db.describe(target_info)} has no agent_chat subscription"
-                )
-            if len(subs) > 1:
-                raise errors.InvalidInput(
-                    f"{_db.describe(target_info)} has several: {', '.join(subs)}",
-                    fix="pass --name",
-                )
-            name = subs[0]
-        row = tgt.execute(queries["subscription"], (name,)).fetchone()
-        if row is None:
-            raise errors.AgentchatError(
-                f"{_db.describe(target_info)} has no subscription named {name!r}"
+        if name is None and len(subs) > 1:
+            raise errors.InvalidInput(
+                f"{_db.describe(target_info)} has several: {', '.join(subs)}", fix="pass --name"
             )
-        _, slot, _, sub_conninfo = row
+        name = name or (subs[0] if subs else None)
+        row = tgt.execute(queries["subscription"], (name,)).fetchone() if name else None
+        if row is None:  # nothing to remove: as after a successful remove
+            return RemoveResult(_db.describe(target_info), None, None, slot_dropped=False)
+        name, slot, _, sub_conninfo = row
+        target_resolved = _db.resolved_conninfo(tgt)
         progress("subscription", f"dropping subscription {name}")
         drop_subscription(tgt, name)
     result = RemoveResult(_db.describe(target_info), name, slot, slot_dropped=False)
@@ -560,6 +619,6 @@ def remove(
             )
     progress("install", f"resetting the trigger policy on {result.target}")
     installer.install(target_info, create=False)
-    if topology is not None and topology.remove_replica(target_info):
+    if topology is not None and topology.remove_replica(target_resolved):
         topology.save()
     return result

@@ -73,13 +73,17 @@ class Topology:
                 return replica
         return None
 
-    def add_replica(self, source: str, publication: str, name: str, dsn: str) -> None:
-        source = strip_password(source)
+    def check_source(self, source: str) -> None:
+        """Raise unless *source* is this topology's source (or it has none yet)."""
         if self.source and not _same(self.source, source):
             raise errors.ConfigError(
                 f"{self.path} describes another source ({self.source})",
                 fix="use --config to keep a second topology in its own file",
             )
+
+    def add_replica(self, source: str, publication: str, name: str, dsn: str) -> None:
+        source = strip_password(source)
+        self.check_source(source)
         self.source, self.publication = source, publication
         self.replicas = [r for r in self.replicas if not _same(r.dsn, dsn)]
         self.replicas.append(Replica(name, strip_password(dsn)))

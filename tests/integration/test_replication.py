@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -204,7 +205,25 @@ def test_failed_add_at_each_step_leaves_nothing(
 
 
 def test_failed_initial_sync_is_undone(hub: Cluster, source: str, remote_db: str) -> None:
-    """A real conflict: the target already holds a row with the id the copy brings."""
+    """A real conflict preflight cannot see: the target already embeds the source's message."""
+    msg = send(source, "the source's message")
+    install.install(remote_db)
+    execute(
+        remote_db,
+        "INSERT INTO memory_embeddings (source_type, source_id, content, content_hash)"
+        " VALUES ('agent_chat', %s, 'a local row in the way', 'x')",
+        (msg,),
+    )
+    with pytest.raises(errors.AgentchatError, match=r"initial sync .* failed"):
+        replication.add(source, remote_db, role="ac_undo_sync_conflict", timeout=60)
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+    assert not any(helpers.dbname(remote_db) in s for s in slots(hub))
+    assert execute(source, "SELECT count(*) FROM pg_publication") == [(0,)]
+
+
+def test_history_on_the_target_is_caught_before_anything_is_made(
+    hub: Cluster, source: str, remote_db: str
+) -> None:
     msg = send(source, "the source's message")
     install.install(remote_db)
     execute(
@@ -213,11 +232,47 @@ def test_failed_initial_sync_is_undone(hub: Cluster, source: str, remote_db: str
         " VALUES (%s, 'local', 'a local row in the way')",
         (msg,),
     )
-    with pytest.raises(errors.AgentchatError, match=r"initial sync .* failed"):
-        replication.add(source, remote_db, role="ac_undo_sync_conflict", timeout=60)
-    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
-    assert not any(helpers.dbname(remote_db) in s for s in slots(hub))
+    with pytest.raises(errors.AgentchatError, match="--no-copy-data"):
+        replication.add(source, remote_db, timeout=60)
     assert execute(source, "SELECT count(*) FROM pg_publication") == [(0,)]
+    # the replica kept its history after a remove: add again without copying it
+    execute(remote_db, "DELETE FROM agent_chat")
+    execute(remote_db, "DELETE FROM memory_embeddings")  # the local row's queued embedding
+    install.install(remote_db)
+    first = replication.add(source, remote_db, timeout=60)
+    replication.remove(remote_db)
+    assert arrived(remote_db, msg)
+    again = replication.add(source, remote_db, copy_data=False, timeout=60)
+    assert again.slot == first.slot
+    later = send(source, "after the second add")
+    helpers.wait_for(lambda: arrived(remote_db, later), what="message after re-adding")
+
+
+def test_failed_add_drops_the_target_database_it_created(hub: Cluster, source: str) -> None:
+    name = f"made_by_add_{uuid.uuid4().hex[:6]}"
+    execute(source, "CREATE TABLE other (id int PRIMARY KEY)")
+    execute(source, "CREATE PUBLICATION agent_chat_pub FOR TABLE other")
+    with pytest.raises(errors.AgentchatError, match="already exists on the source"):
+        replication.add(source, hub.conninfo(name), timeout=60)
+    assert execute(
+        hub.conninfo(), "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)
+    ) == [(0,)]
+
+
+def test_passfile_keeps_the_password_out_of_the_subscription(
+    hub: Cluster, cluster_root, source: str, remote_db: str
+) -> None:
+    path = cluster_root / f"pgpass-{uuid.uuid4().hex[:6]}"
+    path.touch(mode=0o600)
+    if hub.account is not None:  # the target's server reads the file: it must own it
+        os.chown(path, hub.account.uid, hub.account.gid)
+    replication.add(source, remote_db, passfile=path, role="ac_passfile_user", timeout=60)
+    [(conninfo,)] = execute(remote_db, "SELECT subconninfo FROM pg_subscription")
+    assert f"passfile={path}" in str(conninfo) and "password" not in str(conninfo)
+    assert ":ac_passfile_user:" in path.read_text()
+    msg = send(source, "through a passfile")
+    helpers.wait_for(lambda: arrived(remote_db, msg), what="replicated message")
+    path.unlink()
 
 
 def test_target_subscribing_elsewhere_is_refused(

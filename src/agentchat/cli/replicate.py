@@ -27,6 +27,9 @@ def replicate() -> None:
 @click.option("--passfile", type=click.Path(path_type=Path),
               help="Keep the role's password in this libpq passfile (readable by the target"
               " server) instead of the subscription's conninfo.")  # fmt: skip
+@click.option("--publisher-dsn", metavar="DSN",
+              help="How the target's server reaches the source (e.g. \"host=10.0.0.5\")"
+              " when that differs from how agentchat reaches it.")  # fmt: skip
 @click.option("--copy-data/--no-copy-data", default=True, show_default=True,
               help="Copy the existing history.")  # fmt: skip
 @click.option("--sslmode", type=click.Choice(
@@ -46,6 +49,7 @@ def add(
     publication: str,
     role: str,
     passfile: Path | None,
+    publisher_dsn: str | None,
     copy_data: bool,
     sslmode: str | None,
     allow_insecure: bool,
@@ -66,7 +70,7 @@ def add(
     with _output.progress(quiet or as_json) as report:
         result = replication.add(
             source, target_dsn, name=name, publication=publication, role=role,
-            passfile=passfile, copy_data=copy_data, sslmode=sslmode,
+            passfile=passfile, publisher_dsn=publisher_dsn, copy_data=copy_data, sslmode=sslmode,
             allow_insecure=allow_insecure, timeout=timeout, topology=topo, progress=report,
         )  # fmt: skip
     for line in result.warnings:
@@ -108,19 +112,24 @@ def remove(
     """
     topo = topology.load(config)
     if target_dsn is None:
-        replica = topo.replica(name=name) if name else None
-        if replica is None:
-            raise click.UsageError("--target is required (or --name of a replica in the topology)")
-        target_dsn = replica.dsn
+        named = [r for r in topo.replicas if r.name == name] if name else []
+        if len(named) != 1:
+            several = f" ({len(named)} replicas are named {name!r})" if len(named) > 1 else ""
+            raise click.UsageError(
+                f"--target is required{several} (or the --name of one replica in the topology)"
+            )
+        target_dsn = named[0].dsn
     with _output.progress(quiet or as_json) as report:
         result = replication.remove(
             target_dsn, name=name, source_dsn=source_dsn, topology=topo, progress=report
         )
-    for line in result.warnings:
-        _output.warning(line)
     if as_json:
         _output.emit_json(result.as_dict())
-        return
-    click.echo(f"removed subscription {result.subscription} from {result.target}")
-    if result.slot_dropped:
-        click.echo(f"  dropped slot {result.slot} on the source")
+    elif result.subscription is None:
+        click.echo(f"{result.target} has no agent_chat subscription: nothing to remove")
+    else:
+        click.echo(f"removed subscription {result.subscription} from {result.target}")
+        if result.slot_dropped:
+            click.echo(f"  dropped slot {result.slot} on the source")
+    for line in result.warnings:
+        _output.warning(line)

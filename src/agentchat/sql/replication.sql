@@ -26,8 +26,8 @@ FROM pg_catalog.pg_roles r
 WHERE r.rolname = current_user;
 
 -- name: publication_tables
--- The tables (schema.table) a publication carries; no rows if it does not exist.
-SELECT pt.schemaname || '.' || pt.tablename
+-- The tables (schema.table), column lists and row filters a publication carries.
+SELECT pt.schemaname || '.' || pt.tablename, pt.attnames::text[], pt.rowfilter
 FROM pg_catalog.pg_publication_tables pt
 WHERE pt.pubname = %s
 ORDER BY 1;
@@ -92,10 +92,18 @@ WHERE s.subname = %s
 
 -- name: create_publication
 -- The seed's publication, plus the chat's embeddings (computed once at the source) by row filter.
+-- memory_embeddings.id is left out (a column list): each database numbers its own memory rows,
+-- so a replica's local memories never collide with the ids of replicated ones.
 CREATE PUBLICATION {publication}
     FOR TABLE public.agent_chat,
-              public.memory_embeddings WHERE (source_type = 'agent_chat');
+              public.memory_embeddings (source_type, source_id, content, content_hash, embedding,
+                                        model, created_at, updated_at)
+              WHERE (source_type = 'agent_chat');
 
 -- name: grant_published
 -- The replication role reads exactly the published tables, nothing else.
 GRANT SELECT ON public.agent_chat, public.memory_embeddings TO {role};
+
+-- name: agent_chat_rows
+-- Whether the target already holds chat history (a copy of the source's would collide).
+SELECT count(*)::bigint FROM public.agent_chat;
