@@ -11,6 +11,7 @@ drops the database again, so a failed install leaves nothing half-made.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from agentchat import _db, errors, policy, schema
-from agentchat.sql import load_migrations, queries
+from agentchat.sql import Migration, load_migrations, queries
 
 
 @dataclass
@@ -69,6 +70,7 @@ def install(
     create: bool = True,
     dry_run: bool = False,
     dimension: int | None = None,
+    migrations: Sequence[Migration] | None = None,
 ) -> InstallReport:
     """Install or upgrade agentchat in one database and set its triggers by the policy.
 
@@ -99,7 +101,7 @@ def install(
 
     try:
         with conn:
-            _install_into(conn, report, dimension)
+            _install_into(conn, report, dimension, migrations)
     except BaseException:
         conn.close()
         if report.created:
@@ -108,7 +110,12 @@ def install(
     return report
 
 
-def _install_into(conn: _db.Connection, report: InstallReport, dimension: int | None) -> None:
+def _install_into(
+    conn: _db.Connection,
+    report: InstallReport,
+    dimension: int | None,
+    migrations: Sequence[Migration] | None = None,
+) -> None:
     try:
         fixed = schema.embedding_dimension(conn)
         if dimension is not None and fixed is not None and fixed != dimension:
@@ -131,12 +138,14 @@ def _install_into(conn: _db.Connection, report: InstallReport, dimension: int | 
                 " then restart the server)"
             )
         if report.dry_run:
-            todo = schema.pending(conn)
+            todo = schema.pending(conn, migrations)
             report.statements += [m.text.strip() for m in todo]
             report.applied = [f"{m.version:04d}_{m.name}" for m in todo]
             report.schema_version = todo[-1].version if todo else schema.schema_version(conn)
         else:
-            done = schema.migrate(conn, dimension=dimension or schema.DEFAULT_DIMENSION)
+            done = schema.migrate(
+                conn, dimension=dimension or schema.DEFAULT_DIMENSION, migrations=migrations
+            )
             report.applied = [f"{m.version:04d}_{m.name}" for m in done]
             report.schema_version = schema.schema_version(conn)
         report.facts = policy.read_role(conn)
@@ -237,3 +246,18 @@ def drop_database(conninfo: str, name: str) -> None:
         _maintenance_connect(conninfo) as admin,
     ):
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def upgrade(
+    replicas: Sequence[str],
+    source: str | None,
+    *,
+    migrations: Sequence[Migration] | None = None,
+) -> list[InstallReport]:
+    """Apply pending migrations across a topology: every replica first, then the source.
+
+    DDL does not replicate, and the apply worker needs every column a row carries: an additive
+    change must exist on the subscribers before the source starts sending rows with it.
+    """
+    order = [*replicas, *([source] if source else [])]
+    return [install(dsn, create=False, migrations=migrations) for dsn in order]

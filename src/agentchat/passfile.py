@@ -15,10 +15,22 @@ def _escape(field: str) -> str:
     return field.replace("\\", "\\\\").replace(":", "\\:")
 
 
+def _prefix(host: str, port: str, dbname: str, role: str) -> str:
+    host_field = "*" if not host or host.startswith("/") else host
+    return ":".join(_escape(f) for f in (host_field, port, dbname, role)) + ":"
+
+
+def remove_passfile_line(path: Path, host: str, port: str, dbname: str, role: str) -> None:
+    """Remove the role's line again (the undo of :func:`write_passfile` on a new line)."""
+    prefix = _prefix(host, port, dbname, role)
+    with contextlib.suppress(FileNotFoundError):
+        lines = [ln for ln in path.read_text().splitlines() if not ln.startswith(prefix)]
+        path.write_text("".join(f"{ln}\n" for ln in lines))
+
+
 def write_passfile(path: Path, host: str, port: str, dbname: str, role: str, password: str) -> None:
     """Add (or replace) the role's line in a libpq password file, mode 0600."""
-    host_field = "*" if not host or host.startswith("/") else host
-    prefix = ":".join(_escape(f) for f in (host_field, port, dbname, role)) + ":"
+    prefix = _prefix(host, port, dbname, role)
     lines = []
     with contextlib.suppress(FileNotFoundError):
         lines = [ln for ln in path.read_text().splitlines() if not ln.startswith(prefix)]

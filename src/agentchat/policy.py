@@ -118,6 +118,10 @@ class TriggerStatus:
     def mode_name(self) -> str:
         return self.mode.name if self.mode else "MISSING"
 
+    @property
+    def expected_name(self) -> str:
+        return self.expected.name if self.expected else "-"
+
 
 @dataclass(frozen=True)
 class TriggerChange:

@@ -160,17 +160,14 @@ def judge(source: SourceFacts, target: TargetFacts, *, new_slot: bool) -> list[F
     ]
 
 
-def check_transport(params: dict[str, str], allow_insecure: bool, *, strict: bool = True) -> None:
+def check_transport(params: dict[str, str], allow_insecure: bool) -> None:
     """Refuse a non-local source reached without TLS, unless explicitly allowed.
 
     *params* are connection parameters with libpq's environment applied (PGHOST, PGSSLMODE),
     or those of an open connection, so a host from the environment or a service file is judged
-    too. With ``strict=False`` a missing host is not judged (a partial DSN such as
-    ``--publisher-dsn "host=10.0.0.5"``).
+    too.
     """
     host = params.get("host") or params.get("hostaddr") or ""
-    if not host and not strict:
-        return
     local = not host or host.startswith("/") or host in ("localhost", "::1")
     local = local or host.startswith("127.")
     mode = params.get("sslmode") or os.environ.get("PGSSLMODE") or ""

@@ -15,11 +15,11 @@ step undoes the steps before it, so nothing is left half-made. Running it again 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import re
-import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,12 @@ from agentchat.preflight import (
     judge,
     source_facts,
     target_facts,
+)
+from agentchat.replication_role import (
+    drop_role,
+    ensure_role,
+    no_statement_logging,
+    restore_passfile,
 )
 from agentchat.sql import queries
 from agentchat.topology import Topology
@@ -69,19 +75,7 @@ class AddResult:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "source": self.source,
-            "target": self.target,
-            "subscription": self.subscription,
-            "slot": self.slot,
-            "publication": self.publication,
-            "role": self.role,
-            "same_cluster": self.same_cluster,
-            "already": self.already,
-            "created": self.created,
-            "tables": self.tables,
-            "warnings": self.warnings,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -93,13 +87,7 @@ class RemoveResult:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "target": self.target,
-            "subscription": self.subscription,
-            "slot": self.slot,
-            "slot_dropped": self.slot_dropped,
-            "warnings": self.warnings,
-        }
+        return dataclasses.asdict(self)
 
 
 # -- names ----------------------------------------------------------------------------------
@@ -254,7 +242,7 @@ def _add(
     check_transport(sub_params, allow_insecure)  # how the target's server will connect
 
     if existing:
-        if existing != [name] or not _subscription_points_at(tgt, name, src):
+        if existing != [name] or not _subscription_points_at(tgt, name, sub_params):
             raise errors.AgentchatError(
                 f"{result.target} already subscribes to agent_chat"
                 f" (subscription {', '.join(existing)})",
@@ -342,31 +330,12 @@ def _create(
         result.slot,
         result.subscription,
     )
-    r_ident = sql.Identifier(role)
-
     progress("role", f"replication role {role}")
-    if src.execute(queries["role_exists"], (role,)).fetchone() == (True,):
-        if password is None:
-            password = _find_password(src, tgt, role, passfile, topology)
-        if password is None:
-            password = secrets.token_urlsafe(24)
-            result.warnings.append(
-                f"role {role} existed and its password was found in no reachable subscription:"
-                " it was given a new one; subscriptions elsewhere that use the old one need"
-                " ALTER SUBSCRIPTION ... CONNECTION"
-            )
-        _set_password(src, role, password)
-    else:
-        password = password or secrets.token_urlsafe(24)
-        with no_statement_logging(src):
-            src.execute(
-                sql.SQL("CREATE ROLE {} LOGIN REPLICATION PASSWORD {}").format(
-                    r_ident, sql.Literal(password)
-                )
-            )
+    password, created, warning = ensure_role(src, tgt, role, password, passfile, topology)
+    if created:
         result.created.append(f"role {role}")
-        undo.push(f"role {role}", lambda: _drop_role(src, role))
-    src.execute(queries["grant_published"].format(role=r_ident))
+        undo.push(f"role {role}", lambda: drop_role(src, role))
+    result.warnings += [warning] if warning else []
 
     progress("publication", f"publication {publication}")
     shape = [tuple(r) for r in src.execute(queries["publication_tables"], (publication,))]
@@ -389,7 +358,11 @@ def _create(
 
     params: dict[str, str] = dict(sub_params)
     if passfile is not None:
-        write_passfile(passfile, params["host"], params["port"], params["dbname"], role, password)
+        line = (params["host"], params["port"], params["dbname"], role)
+        previous = read_passfile(passfile, role)
+        write_passfile(passfile, *line, password)
+        undo.push(f"the line of {role} in {passfile}", lambda: restore_passfile(
+            passfile, line, previous))  # fmt: skip
         params["passfile"] = str(passfile)
     else:
         params["password"] = password
@@ -423,89 +396,14 @@ def _create(
     undo.push(f"subscription {name}", lambda: drop_subscription(tgt, name))
 
 
-@contextlib.contextmanager
-def no_statement_logging(conn: _db.Connection) -> Iterator[None]:
-    """Keep statements carrying a password out of the server log, even when they fail."""
-    settings = ("log_statement", "log_min_error_statement", "log_min_duration_statement")
-    saved = [
-        conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(s))).fetchone() for s in settings
-    ]
-    conn.execute("SET log_statement = 'none'")
-    conn.execute("SET log_min_error_statement = 'panic'")
-    conn.execute("SET log_min_duration_statement = -1")
-    try:
-        yield
-    finally:
-        for setting, value in zip(settings, saved, strict=True):
-            if value is not None:
-                conn.execute(
-                    sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(value[0]))
-                )
-
-
-def _set_password(src: _db.Connection, role: str, password: str) -> None:
-    with no_statement_logging(src):
-        src.execute(
-            sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
-        )
-
-
-def _drop_role(src: _db.Connection, role: str) -> None:
-    ident = sql.Identifier(role)
-    src.execute(sql.SQL("DROP OWNED BY {}").format(ident))
-    src.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
-
-
-def _find_password(
-    src: _db.Connection,
-    tgt: _db.Connection,
-    role: str,
-    passfile: Path | None,
-    topology: Topology | None,
-) -> str | None:
-    """The existing role's password: a candidate from a subscription that already uses the role
-    (on the target's cluster or any replica of the topology) or from the passfile, accepted only
-    once the source takes it."""
-    conninfos: list[str] = []
-    with contextlib.suppress(psycopg.Error):
-        conninfos += [r[2] for r in tgt.execute(queries["cluster_subscription_conninfos"])]
-    for replica in topology.replicas if topology else []:
-        with (
-            contextlib.suppress(errors.AgentchatError, psycopg.Error),
-            _db.connection(replica.dsn) as conn,
-        ):
-            conninfos += [r[2] for r in conn.execute(queries["cluster_subscription_conninfos"])]
-    candidates: list[str] = []
-    for info in conninfos:
-        params = _conninfo.conninfo_to_dict(info)
-        if params.get("user") != role:
-            continue
-        if params.get("password"):
-            candidates.append(str(params["password"]))
-        elif params.get("passfile"):
-            candidates.append(read_passfile(Path(str(params["passfile"])), role) or "")
-    if passfile is not None:
-        candidates.append(read_passfile(passfile, role) or "")
-    for candidate in dict.fromkeys(c for c in candidates if c):
-        attempt = _conninfo.make_conninfo(
-            _db.resolved_conninfo(src), host="127.0.0.1" if src.info.host.startswith("/")
-            else src.info.host, user=role, password=candidate, passfile="/dev/null",
-        )  # fmt: skip
-        try:
-            psycopg.connect(attempt, connect_timeout=5).close()
-        except psycopg.Error:
-            continue
-        return candidate
-    return None
-
-
-def _subscription_points_at(tgt: _db.Connection, name: str, src: _db.Connection) -> bool:
-    """Whether the target's subscription *name* reads from the database *src* is connected to."""
+def _subscription_points_at(tgt: _db.Connection, name: str, wanted: dict[str, str]) -> bool:
+    """Whether the target's subscription *name* reads the database this add would subscribe
+    to (same database and port as the connection it would create)."""
     row = tgt.execute(queries["subscription"], (name,)).fetchone()
     if row is None or row[3] is None:
         return row is not None  # conninfo unreadable (not superuser): trust the name
     params = _conninfo.conninfo_to_dict(row[3])
-    return params.get("dbname") == src.info.dbname and str(params.get("port")) == str(src.info.port)
+    return params.get("dbname") == wanted["dbname"] and str(params.get("port")) == wanted["port"]
 
 
 def wait_for_sync(

@@ -109,6 +109,15 @@ def test_fan_out_and_idempotent_re_add(
     extra_dbs.extend(targets)
     topo = Topology(tmp_path / "agentchat.toml")
     results = [replication.add(source, t, topology=topo, timeout=60) for t in targets]
+    # the second and third target find the role's password in the first one's subscription
+    assert [r.warnings for r in results[1:]] == [[], []]
+    passwords = {
+        psycopg.conninfo.conninfo_to_dict(
+            str(execute(t, "SELECT subconninfo FROM pg_subscription")[0][0])
+        )["password"]
+        for t in targets
+    }
+    assert len(passwords) == 1
     assert len({r.slot for r in results}) == 3
     assert {r.slot for r in results} <= slots(hub)
     msg = send(source, "to everyone", ("*",))
@@ -359,3 +368,21 @@ def test_statements_with_passwords_stay_out_of_the_server_log(hub: Cluster, db: 
         what="the control statement in the server log",
     )
     assert "hidden-secret-7732" not in log
+
+
+def test_failed_add_takes_its_passfile_line_back(
+    hub: Cluster, cluster_root, source: str, remote_db: str
+) -> None:
+    path = cluster_root / f"pgpass-{uuid.uuid4().hex[:6]}"
+    path.write_text("db9:5432:other:someone:keep-me\n")
+    path.chmod(0o600)
+
+    def fail_at_sync(step: str, detail: str) -> None:
+        if step == "sync":
+            raise Stop(step)
+
+    with pytest.raises(Stop):
+        replication.add(source, remote_db, passfile=path, role="ac_undo_passfile",
+                        progress=fail_at_sync, timeout=60)  # fmt: skip
+    assert path.read_text() == "db9:5432:other:someone:keep-me\n"
+    path.unlink()

@@ -17,6 +17,7 @@ from agentchat import __version__, errors
 from agentchat.cli import _output
 from agentchat.cli.demo import demo
 from agentchat.cli.install import install, triggers
+from agentchat.cli.ops import doctor, status, upgrade, verify
 from agentchat.cli.replicate import replicate
 from agentchat.cli.server import server
 
@@ -31,6 +32,8 @@ cli.add_command(install)
 cli.add_command(triggers)
 cli.add_command(server)
 cli.add_command(replicate)
+for command in (status, doctor, verify, upgrade):
+    cli.add_command(command)
 cli.add_command(demo)
 
 

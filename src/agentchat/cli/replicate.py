@@ -73,18 +73,17 @@ def add(
             passfile=passfile, publisher_dsn=publisher_dsn, copy_data=copy_data, sslmode=sslmode,
             allow_insecure=allow_insecure, timeout=timeout, topology=topo, progress=report,
         )  # fmt: skip
-    for line in result.warnings:
-        _output.warning(line)
     if as_json:
         _output.emit_json(result.as_dict())
-        return
-    if result.already:
+    elif result.already:
         click.echo(f"{result.target} already replicates from {result.source}: nothing changed")
     else:
         click.echo(f"replicating {result.source} -> {result.target}")
         click.echo(f"  subscription {result.subscription}, slot {result.slot},"
                    f" publication {result.publication}, role {result.role}")  # fmt: skip
         click.echo(f"  {result.tables} tables synced; topology: {topo.path}")
+    for line in result.warnings:
+        _output.warning(line)
 
 
 @replicate.command()

@@ -1,0 +1,195 @@
+"""``agentchat status``, ``doctor``, ``verify`` and ``upgrade``: what someone runs at 3 a.m.
+
+Exit codes of status and doctor: 0 healthy, 1 degraded, 2 broken (the worst check).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from agentchat import _db, health, topology
+from agentchat import doctor as doctor_mod
+from agentchat import install as installer
+from agentchat import verify as verify_mod
+from agentchat.cli import _options, _output
+from agentchat.cli._prometheus import render as render_prometheus
+
+MARK = {
+    health.Verdict.OK: "ok",
+    health.Verdict.DEGRADED: "DEGRADED",
+    health.Verdict.BROKEN: "BROKEN",
+}
+
+
+def _targets(dsns: tuple[str, ...], config: Path | None) -> tuple[list[str], topology.Topology]:
+    """The databases to look at: the DSNs given, else the topology file's, else libpq's default."""
+    topo = topology.load(config, required=config is not None)
+    if dsns:
+        return [_db.make_conninfo(d) for d in dsns], topo
+    if topo.databases():
+        return topo.databases(), topo
+    return [_db.make_conninfo(None)], topo
+
+
+def _render(report: health.Report, *, verbose: bool) -> str:
+    lines = []
+    for facts in report.databases:
+        role = facts.role.role.value if facts.reachable else "unreachable"
+        mine = [c for c in report.checks if c.database == facts.name]
+        worst = max((c.verdict for c in mine), default=health.Verdict.OK)
+        lines.append(f"{facts.name}: {role}, schema {facts.schema_version} [{MARK[worst]}]")
+        for check in mine:
+            if check.ok and not verbose:
+                continue
+            lines.append(f"  {MARK[check.verdict]:<8} {check.check}: {check.detail}")
+            if check.fix and not check.ok:
+                lines.append(f"  {'':<8} fix: {check.fix}")
+    lines.append(f"verdict: {MARK[report.verdict]}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("dsns", nargs=-1, metavar="[DSN]...")
+@_options.config
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "prometheus"]),
+    default="text",
+    help="Output format (prometheus: for node_exporter's textfile collector).",
+)
+@_options.json_flag
+@click.option(
+    "--wal-threshold",
+    type=int,
+    default=health.DEFAULT_WAL_THRESHOLD,
+    show_default=True,
+    help="Bytes of WAL an inactive slot may hold before it is reported.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Show the checks that passed too.")
+def status(
+    dsns: tuple[str, ...],
+    config: Path | None,
+    fmt: str,
+    as_json: bool,
+    wal_threshold: int,
+    verbose: bool,
+) -> int:
+    """Roles, trigger modes, subscriptions and slots of every database, judged.
+
+    Defaults to the topology file's databases. Exit 0 healthy, 1 degraded, 2 broken.
+    """
+    conninfos, _ = _targets(dsns, config)
+    report = health.status(conninfos, wal_threshold=wal_threshold)
+    if as_json or fmt == "json":
+        _output.emit_json(report.as_dict())
+    elif fmt == "prometheus":
+        click.echo(render_prometheus(report), nl=False)
+    else:
+        click.echo(_render(report, verbose=verbose))
+    return int(report.verdict)
+
+
+@click.command()
+@click.argument("dsns", nargs=-1, metavar="[DSN]...")
+@_options.config
+@click.option(
+    "--fix",
+    "do_fix",
+    is_flag=True,
+    help="Repair what is safe (trigger modes, a subscription stopped by a cause that"
+    " is gone); never deletes data.",
+)
+@_options.json_flag
+@click.option("--wal-threshold", type=int, default=health.DEFAULT_WAL_THRESHOLD, show_default=True)
+def doctor(
+    dsns: tuple[str, ...], config: Path | None, do_fix: bool, as_json: bool, wal_threshold: int
+) -> int:
+    """Name each problem's cause and fix; with --fix, repair the safe ones.
+
+    Knows the seed's failure modes: deaf replicas (notify trigger not ALWAYS), embed trigger in
+    REPLICA mode, subscriptions stopped by a conflicting row, dead apply workers, slots holding
+    WAL, local rows in a replica, differing schema versions, wal_level, vanished publications.
+    """
+    conninfos, topo = _targets(dsns, config)
+    report = doctor_mod.diagnose(conninfos, source=topo.source, wal_threshold=wal_threshold)
+    fixed: list[str] = []
+    if do_fix:
+        fixed = doctor_mod.fix(report, conninfos)
+        if fixed:
+            report = doctor_mod.diagnose(conninfos, source=topo.source, wal_threshold=wal_threshold)
+    if as_json:
+        _output.emit_json({**report.as_dict(), "fixed": fixed})
+    else:
+        for line in fixed:
+            click.echo(f"fixed: {line}")
+        click.echo(_render(report, verbose=False))
+    return int(report.verdict)
+
+
+@click.command()
+@click.option("--source", "source_dsn", metavar="DSN", help="[default: the topology's source]")
+@click.option(
+    "--target", "target_dsn", metavar="DSN", help="[default: every replica of the topology]"
+)
+@_options.config
+@click.option(
+    "--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the probe."
+)
+@_options.json_flag
+def verify(
+    source_dsn: str | None,
+    target_dsn: str | None,
+    config: Path | None,
+    timeout: float,
+    as_json: bool,
+) -> int:
+    """Send a probe message through replication and time its arrival and NOTIFY.
+
+    Exit 0 only when, on every target, the probe arrived, the NOTIFY was heard and the probe
+    has at most one embedding row.
+    """
+    topo = topology.load(config, required=config is not None)
+    source = source_dsn or topo.source
+    targets = [target_dsn] if target_dsn else [r.dsn for r in topo.replicas]
+    if not source or not targets:
+        raise click.UsageError("give --source and --target (or a topology file with replicas)")
+    results = [verify_mod.verify(source, t, timeout=timeout) for t in targets]
+    if as_json:
+        data = [r.as_dict() for r in results]
+        _output.emit_json(data[0] if target_dsn else data)
+    else:
+        for r in results:
+            if r.error:
+                click.echo(f"{r.target}: FAILED: {r.error}")
+                continue
+            arrival = f"arrived in {r.arrival_ms} ms" if r.arrived else "did NOT arrive"
+            notify = f"NOTIFY in {r.notify_ms} ms" if r.notified else "NO NOTIFY heard"
+            verdict = "ok" if r.ok else "FAILED"
+            click.echo(
+                f"{r.target}: {arrival}, {notify}, {r.embedding_rows} embedding row(s) [{verdict}]"
+            )
+    return 0 if all(r.ok for r in results) else 1
+
+
+@click.command()
+@_options.config
+@_options.json_flag
+def upgrade(config: Path | None, as_json: bool) -> None:
+    """Apply pending migrations across the topology: replicas first, then the source.
+
+    DDL does not replicate: a column the source starts sending must already exist on every
+    replica, so replicas are upgraded before the source.
+    """
+    topo = topology.load(config, required=True) if config else topology.load()
+    if not topo.databases():
+        raise click.UsageError(f"{topo.path} names no databases (agentchat replicate add first)")
+    reports = installer.upgrade([r.dsn for r in topo.replicas], topo.source)
+    if as_json:
+        _output.emit_json([r.as_dict() for r in reports])
+        return
+    for r in reports:
+        what = f"applied {', '.join(r.applied)}" if r.applied else "up to date"
+        click.echo(f"{r.database}: schema version {r.schema_version} ({what})")

@@ -1,0 +1,82 @@
+-- Named queries for status, doctor and verify: facts only, nothing here changes a database.
+
+-- name: database_facts
+-- Server-level facts of one database.
+SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
+       pg_catalog.current_setting('wal_level') AS wal_level,
+       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS is_superuser;
+
+-- name: subscription_facts
+-- Every subscription of this database: state, apply worker, errors, per-table sync state.
+SELECT s.subname,
+       s.subenabled,
+       s.subslotname,
+       s.subpublications::text[],
+       w.pid,
+       w.last_msg_receipt_time,
+       coalesce(st.apply_error_count, 0)::bigint,
+       coalesce(st.sync_error_count, 0)::bigint,
+       coalesce((SELECT pg_catalog.json_object_agg(c.relname, sr.srsubstate)
+                   FROM pg_catalog.pg_subscription_rel sr
+                   JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid
+                  WHERE sr.srsubid = s.oid), '{}'::json) AS tables
+FROM pg_catalog.pg_subscription s
+LEFT JOIN pg_catalog.pg_stat_subscription w
+       ON w.subid = s.oid AND w.relid IS NULL AND w.leader_pid IS NULL  -- the apply worker
+LEFT JOIN pg_catalog.pg_stat_subscription_stats st ON st.subid = s.oid
+WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                    WHERE datname = pg_catalog.current_database())
+ORDER BY s.subname;
+
+-- name: slot_facts
+-- Logical slots of this database on this (source) cluster: activity and WAL they hold back.
+SELECT r.slot_name,
+       r.active,
+       r.wal_status,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.restart_lsn)::bigint
+           AS retained_bytes,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.confirmed_flush_lsn)::bigint
+           AS lag_bytes
+FROM pg_catalog.pg_replication_slots r
+WHERE r.database = pg_catalog.current_database() AND r.slot_type = 'logical'
+ORDER BY r.slot_name;
+
+-- name: existing_publications
+-- Which of the given publications exist here (on a source).
+SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = ANY(%s);
+
+-- name: chat_fingerprints
+-- id and a content fingerprint of agent_chat rows, a batch of ids at a time.
+SELECT id, pg_catalog.md5(sender || E'\x1f' || channel || E'\x1f' || message)
+FROM public.agent_chat
+WHERE id > %s
+ORDER BY id
+LIMIT %s;
+
+-- name: chat_fingerprints_of
+-- The same fingerprints for given ids (on the source).
+SELECT id, pg_catalog.md5(sender || E'\x1f' || channel || E'\x1f' || message)
+FROM public.agent_chat
+WHERE id = ANY(%s);
+
+-- name: chat_row_summary
+-- A short description of one message, for a repair line.
+SELECT id, sender, created_at, pg_catalog.left(message, 40) FROM public.agent_chat WHERE id = %s;
+
+-- name: insert_probe
+-- verify's probe: a message addressed to nobody on its own channel.
+INSERT INTO public.agent_chat (channel, sender, message, mentions)
+VALUES ('agentchat-verify', 'agentchat-verify', %s, '{}')
+RETURNING id;
+
+-- name: probe_arrived
+-- Whether the probe has reached this database, and its embedding rows here.
+SELECT EXISTS (SELECT 1 FROM public.agent_chat WHERE id = %s),
+       (SELECT count(*) FROM public.memory_embeddings
+         WHERE source_type = 'agent_chat' AND source_id = %s)::int;
+
+-- name: delete_probe
+-- Remove the probe (its embedding row first; the deletions replicate).
+WITH e AS (DELETE FROM public.memory_embeddings
+            WHERE source_type = 'agent_chat' AND source_id = %s)
+DELETE FROM public.agent_chat WHERE id = %s;

@@ -1,0 +1,106 @@
+"""status / doctor / verify / upgrade as users run them: exit codes, JSON, Prometheus."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentchat import install, replication, topology
+from tests.helpers import execute, run_cli
+
+
+def make_topology(source: str, targets: list[str], path: Path) -> Path:
+    install.install(source)
+    file = topology.Topology(path)
+    for target in targets:
+        replication.add(source, target, topology=file, timeout=60)
+    return path
+
+
+def test_status_defaults_to_the_topology_file(db: str, db2: str, remote_db: str,
+                                             tmp_path: Path) -> None:  # fmt: skip
+    make_topology(db, [db2, remote_db], tmp_path / "agentchat.toml")  # ./agentchat.toml
+    done = run_cli("status")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(": ")[1] for line in lines[:3]] == [
+        "source, schema 2 [ok]", "subscriber, schema 2 [ok]", "subscriber, schema 2 [ok]",
+    ]  # fmt: skip
+    assert lines[-1] == "verdict: ok"
+
+    data = json.loads(run_cli("status", "--json").stdout)
+    assert data["verdict"] == "ok"
+    [source, *replicas] = data["databases"]
+    assert source["role"] == "source" and len(source["slots"]) == 2
+    sub = replicas[0]["subscriptions"][0]
+    assert sub["enabled"] and sub["worker_running"]
+    assert sub["tables"] == {"agent_chat": "r", "memory_embeddings": "r"}
+    assert {"apply_error_count", "sync_error_count", "last_message"} <= set(sub)
+
+    # verify every replica of the topology
+    done = run_cli("verify", "--json")
+    assert done.returncode == 0, done.stdout
+    results = json.loads(done.stdout)
+    assert len(results) == 2
+    for result in results:
+        assert {"arrived", "notified", "arrival_ms", "notify_ms", "ok"} <= set(result)
+        assert result["ok"] and result["embedding_rows"] == 1
+
+
+def test_prometheus_output_parses(db: str, remote_db: str, tmp_path: Path) -> None:
+    make_topology(db, [remote_db], tmp_path / "agentchat.toml")
+    done = run_cli("status", "--format", "prometheus")
+    assert done.returncode == 0
+    families = {f.name: f for f in text_string_to_metric_families(done.stdout)}
+    assert {s.value for s in families["agentchat_up"].samples} == {1.0}
+    workers = families["agentchat_subscription_worker_running"].samples
+    assert [s.value for s in workers] == [1.0]
+    assert families["agentchat_subscription_apply_errors"].type == "counter"
+    retained = families["agentchat_slot_retained_bytes"].samples
+    assert len(retained) == 1 and retained[0].labels["slot"].startswith("agent_chat_from_")
+    modes = {
+        (s.labels["trigger"], s.labels["mode"]) for s in families["agentchat_trigger_ok"].samples
+    }
+    assert ("trg_notify_agent_chat", "ALWAYS") in modes
+
+
+def test_broken_replica_exit_codes_and_doctor_fix(db: str, remote_db: str, tmp_path: Path) -> None:
+    make_topology(db, [remote_db], tmp_path / "agentchat.toml")
+    execute(remote_db, "ALTER TABLE agent_chat DISABLE TRIGGER trg_notify_agent_chat")
+    done = run_cli("status")
+    assert done.returncode == 2
+    assert "BROKEN   trigger_mode: trg_notify_agent_chat is DISABLED on a subscriber" in done.stdout
+    assert "fix: agentchat doctor --fix" in done.stdout
+    assert run_cli("verify").returncode == 1
+
+    done = run_cli("doctor")
+    assert done.returncode == 2
+    done = run_cli("doctor", "--fix")
+    assert done.returncode == 0, done.stdout
+    assert done.stdout.splitlines()[0].endswith("trg_notify_agent_chat DISABLED -> ALWAYS")
+    assert run_cli("status").returncode == 0
+
+
+def test_degraded_exit_code_and_upgrade(db: str, remote_db: str, tmp_path: Path) -> None:
+    config = make_topology(db, [remote_db], tmp_path / "agentchat.toml")
+    execute(db, "SELECT pg_create_logical_replication_slot('old_replica', 'pgoutput')")
+    try:
+        execute(
+            db, "SELECT send_agent_message('nova', repeat('x', 5000)) FROM generate_series(1, 5)"
+        )
+        done = run_cli("status", "--wal-threshold", "100")
+        assert done.returncode == 1
+        assert "DEGRADED slot: slot old_replica is inactive" in done.stdout
+    finally:
+        execute(db, "SELECT pg_drop_replication_slot('old_replica')")
+    done = run_cli("upgrade", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(up to date)") == 2
+
+
+def test_verify_without_topology_is_a_usage_error() -> None:
+    done = run_cli("verify")
+    assert done.returncode == 2
+    assert done.stderr.startswith("agentchat: error: give --source and --target")

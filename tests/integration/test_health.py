@@ -1,0 +1,274 @@
+"""status, doctor, verify and upgrade on real topologies, healthy and broken for real."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agentchat import doctor, health, install, replication, topology, verify
+from agentchat.health import Verdict
+from agentchat.server import Cluster
+from agentchat.sql import Migration, load_migrations
+from tests import helpers
+from tests.helpers import execute
+
+
+@dataclass
+class Topo:
+    source: str
+    replicas: list[str]
+    config: Path
+
+    @property
+    def all(self) -> list[str]:
+        return [self.source, *self.replicas]
+
+
+@pytest.fixture
+def topo(hub: Cluster, db: str, db2: str, remote_db: str, tmp_path: Path) -> Topo:
+    """nova (hub) -> one replica in the same cluster, one on the remote cluster."""
+    install.install(db)
+    file = topology.Topology(tmp_path / "agentchat.toml")
+    for target in (db2, remote_db):
+        replication.add(db, target, topology=file, timeout=60)
+    return Topo(db, [db2, remote_db], file.path)
+
+
+def send(conninfo: str, text: str = "hello") -> int:
+    [(msg_id,)] = execute(conninfo, "SELECT send_agent_message('nova', %s, '{graybeard}')", (text,))
+    return int(msg_id)
+
+
+def arrived(conninfo: str, msg_id: int) -> bool:
+    return bool(execute(conninfo, "SELECT count(*) FROM agent_chat WHERE id = %s", (msg_id,))[0][0])
+
+
+def failing(report: health.Report) -> dict[str, Verdict]:
+    return {c.check: c.verdict for c in report.checks if not c.ok}
+
+
+def test_healthy_topology(topo: Topo) -> None:
+    report = health.status(topo.all)
+    assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
+    roles = [d.role.role.value for d in report.databases]
+    assert roles == ["source", "subscriber", "subscriber"]
+    source = report.databases[0]
+    assert len(source.slots) == 2 and all(s.active for s in source.slots)
+    for replica in report.databases[1:]:
+        [sub] = replica.subscriptions
+        assert sub.enabled and sub.worker_pid and sub.tables_ready == 2
+    assert doctor.diagnose(topo.all, source=topo.source).verdict is Verdict.OK
+    for target in topo.replicas:
+        result = verify.verify(topo.source, target)
+        assert result.ok, result
+        assert result.arrived and result.notified and result.embedding_rows == 1
+        assert result.arrival_ms is not None and result.notify_ms is not None
+        assert result.cleaned_up
+    # the probes are gone on both sides
+    for conninfo in topo.all:
+        assert execute(
+            conninfo, "SELECT count(*) FROM agent_chat WHERE channel = 'agentchat-verify'"
+        ) == [(0,)]
+
+
+def test_deaf_replica_fails_verify_and_is_fixed(topo: Topo) -> None:
+    replica = topo.replicas[1]
+    execute(replica, "ALTER TABLE agent_chat ENABLE TRIGGER trg_notify_agent_chat")  # ORIGIN
+    report = health.status(topo.all)
+    assert report.verdict is Verdict.BROKEN
+    [check] = [c for c in report.checks if not c.ok]
+    assert "agents here hear no replicated message" in check.detail
+    result = verify.verify(topo.source, replica, timeout=3)
+    assert result.arrived and not result.notified and not result.ok
+
+    diagnosis = doctor.diagnose(topo.all, source=topo.source)
+    fixed = doctor.fix(diagnosis, topo.all)
+    assert fixed == [f"{check.database}: trg_notify_agent_chat ORIGIN -> ALWAYS"]
+    assert health.status(topo.all).verdict is Verdict.OK
+    assert verify.verify(topo.source, replica).ok
+
+
+def test_seed_replica_advice_is_broken_and_fixed(topo: Topo) -> None:
+    execute(
+        topo.replicas[0], "ALTER TABLE agent_chat ENABLE REPLICA TRIGGER trg_embed_chat_message"
+    )
+    report = health.status(topo.all)
+    [check] = [c for c in report.checks if not c.ok]
+    assert check.verdict is Verdict.BROKEN and "seed's advice, backwards" in check.detail
+    assert doctor.fix(report, topo.all)
+    assert health.status(topo.all).verdict is Verdict.OK
+
+
+def local_row(replica: str, msg_id: int, text: str = "written on the replica") -> None:
+    """A local write that slips past the guard (as a superuser in replica mode can)."""
+    with psycopg.connect(replica, autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute(
+            "INSERT INTO agent_chat (id, sender, message) OVERRIDING SYSTEM VALUE"
+            " VALUES (%s, 'intruder', %s)",
+            (msg_id, text),
+        )
+
+
+def next_id(source: str) -> int:
+    [(value,)] = execute(
+        source,
+        "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM agent_chat_id_seq",
+    )
+    return int(value)
+
+
+def test_conflict_stops_the_subscription_and_doctor_names_the_repair(topo: Topo) -> None:
+    replica = topo.replicas[0]
+    blocked = next_id(topo.source)
+    local_row(replica, blocked)
+    send(topo.source, "this one collides")
+    helpers.wait_for(
+        lambda: health.status([replica]).verdict is Verdict.BROKEN, what="the subscription to stop"
+    )
+    report = doctor.diagnose(topo.all, source=topo.source)
+    checks = failing(report)
+    assert checks["subscription_enabled"] is Verdict.BROKEN
+    assert checks["conflict"] is Verdict.BROKEN
+    [conflict] = [c for c in report.checks if c.check == "conflict"]
+    assert f"DELETE FROM agent_chat WHERE id = {blocked};" in (conflict.fix or "")  # noqa: S608
+    assert doctor.fix(report, topo.all) == []  # the cause is still there: nothing enabled
+
+    execute(replica, "DELETE FROM agent_chat WHERE id = %s", (blocked,))  # the user's repair
+    report = doctor.diagnose(topo.all, source=topo.source)
+    assert [c.repair for c in report.checks if not c.ok] == ["enable"]
+    fixed = doctor.fix(report, topo.all)
+    assert len(fixed) == 1 and "enabled subscription" in fixed[0]
+    helpers.wait_for(lambda: arrived(replica, blocked), what="the blocked message")
+    assert health.status(topo.all).verdict is Verdict.OK
+
+
+def test_dead_apply_worker_without_disable_on_error(topo: Topo) -> None:
+    replica = topo.replicas[1]
+    [(sub,)] = execute(replica, "SELECT subname FROM pg_subscription")
+    execute(replica, f'ALTER SUBSCRIPTION "{sub}" SET (disable_on_error = false)')
+    local_row(replica, next_id(topo.source))
+    send(topo.source, "this one collides, and the worker crash-loops")
+
+    def worker_dead() -> bool:
+        return failing(health.status([replica])).get("apply_worker") is Verdict.BROKEN
+
+    helpers.wait_for(worker_dead, what="the apply worker to die")
+    assert "conflict" in failing(doctor.diagnose([replica]))
+
+
+def test_local_rows_on_a_replica(topo: Topo) -> None:
+    local_row(topo.replicas[0], 10**9)
+    checks = failing(doctor.diagnose(topo.all, source=topo.source))
+    assert checks == {"local_rows": Verdict.DEGRADED}
+
+
+def test_inactive_slot_retaining_wal(topo: Topo) -> None:
+    execute(
+        topo.source, "SELECT pg_create_logical_replication_slot('forgotten_replica', 'pgoutput')"
+    )
+    try:
+        for i in range(20):
+            send(topo.source, f"wal {i} " + "x" * 2000)
+        report = health.status([topo.source], wal_threshold=1000)
+        [check] = [c for c in report.checks if not c.ok]
+        assert check.check == "slot" and check.verdict is Verdict.DEGRADED
+        assert "forgotten_replica is inactive and retains" in check.detail
+        assert "pg_drop_replication_slot('forgotten_replica')" in (check.fix or "")
+    finally:
+        execute(topo.source, "SELECT pg_drop_replication_slot('forgotten_replica')")
+
+
+def test_vanished_publication(topo: Topo) -> None:
+    execute(topo.source, "DROP PUBLICATION agent_chat_pub")
+    checks = doctor.diagnose(topo.replicas, source=topo.source).checks
+    broken = [c for c in checks if c.check == "publication"]
+    assert broken and all(c.verdict is Verdict.BROKEN for c in broken)
+    assert "no longer exists on the source" in broken[0].detail
+
+
+EXTRA = Migration(
+    len(load_migrations()) + 1,
+    "topic",
+    "ALTER TABLE public.agent_chat ADD COLUMN topic text;",
+)
+
+
+def test_upgrade_replicas_first_while_messages_flow(topo: Topo) -> None:
+    install.upgrade([], topo.source, migrations=[])  # nothing pending: a no-op
+    migrations = [*load_migrations(), EXTRA]
+    install.install(topo.replicas[0], migrations=migrations)
+    report = health.status(topo.all)
+    assert failing(report) == {"schema_versions": Verdict.DEGRADED}
+
+    sent: list[int] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            sent.append(send(topo.source, f"during the upgrade {len(sent)}"))
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        reports = install.upgrade(topo.replicas, topo.source, migrations=migrations)
+        assert [r.applied for r in reports] == [[], ["0003_topic"], ["0003_topic"]]
+        [(with_topic,)] = execute(
+            topo.source,
+            "INSERT INTO agent_chat (sender, message, topic)"
+            " VALUES ('nova', 'x', 'ops') RETURNING id",
+        )
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+    assert len(sent) > 10
+    for replica in topo.replicas:
+        helpers.wait_for(lambda r=replica: arrived(r, with_topic), what="the row with a topic")
+        assert execute(replica, "SELECT topic FROM agent_chat WHERE id = %s", (with_topic,)) == [
+            ("ops",)
+        ]
+        got = {
+            i for (i,) in execute(replica, "SELECT id FROM agent_chat WHERE id = ANY(%s)", (sent,))
+        }
+        assert got == set(sent), "messages lost during the upgrade"
+    assert health.status(topo.all).verdict is Verdict.OK
+
+
+@pytest.fixture(scope="module")
+def low_wal(cluster_root: Path, pg_version: int) -> Iterator[Cluster]:
+    cluster = Cluster(
+        cluster_root / f"lowwal-health{pg_version}",
+        version=pg_version,
+        ephemeral=True,
+        settings={"wal_level": "replica"},
+    )
+    cluster.start()
+    yield cluster
+    cluster.destroy()
+
+
+def test_source_with_wrong_wal_level(low_wal: Cluster) -> None:
+    conninfo = low_wal.conninfo(f"nova_{uuid.uuid4().hex[:6]}")
+    install.install(conninfo)
+    execute(conninfo, "CREATE PUBLICATION agent_chat_pub FOR TABLE agent_chat")
+    [check] = [c for c in health.status([conninfo]).checks if not c.ok]
+    assert check.check == "wal_level" and check.verdict is Verdict.BROKEN
+    assert "ALTER SYSTEM SET wal_level = logical" in (check.fix or "")
+
+
+def test_unreachable_database_is_broken_not_an_exception() -> None:
+    from agentchat.server import free_port
+
+    report = health.status([f"host=127.0.0.1 port={free_port()} dbname=x"])
+    assert report.verdict is Verdict.BROKEN
+    assert report.databases[0].reachable is False
