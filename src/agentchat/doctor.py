@@ -120,8 +120,9 @@ def _publication_check(db: str, sub: health.SubscriptionFacts, src: _db.Connecti
             Verdict.BROKEN,
             f"subscription {sub.name} reads publication {', '.join(missing)}, which no longer"
             " exists on the source",
-            f"re-create it with `agentchat replicate add` (same source and target), or remove"
-            f" the replica: agentchat replicate remove --name {sub.name}",
+            "re-create it on the source as docs/replication.md shows (CREATE PUBLICATION ..."
+            " FOR TABLE agent_chat, memory_embeddings ...), or remove the replica and add it"
+            " again; messages written meanwhile may never arrive (doctor counts them)",
             subject=sub.name,
         )
     ]
@@ -173,14 +174,36 @@ def _local_rows(
                 Verdict.DEGRADED,
                 f"{len(local)} rows in this replica's agent_chat were written here, not at the"
                 f" source (ids {shown}); the source's later rows with those ids will collide",
-                "send them again at the source (agentchat send), then delete them here; agentchat"
-                " install sets the guard that refuses such writes",
+                "send them again at the source (SELECT send_agent_message(...) there), then"
+                " delete them here; agentchat install sets the guard that refuses such writes",
                 subject=str(len(local)),
             )
         )
     if not local and not conflicts:
         checks.append(Check(db, "local_rows", Verdict.OK, "no local rows", subject=subscription))
+    checks.append(_missing_rows(db, subscription, rep, src, last, len(local)))
     return checks
+
+
+def _missing_rows(
+    db: str, subscription: str, rep: _db.Connection, src: _db.Connection, upto: int, local: int
+) -> Check:
+    """Messages of the source, up to the newest id the replica has, that it does not have."""
+    [(theirs,)] = src.execute(queries["chat_count_upto"], (upto,)).fetchall()
+    [(ours,)] = rep.execute(queries["chat_count_upto"], (upto,)).fetchall()
+    missing = int(theirs) - (int(ours) - local)
+    if missing <= 0:
+        return Check(db, "missing_rows", Verdict.OK, "no message missing", subject=subscription)
+    return Check(
+        db,
+        "missing_rows",
+        Verdict.DEGRADED,
+        f"{missing} of the source's messages up to id {upto} never reached this replica (written"
+        " while its subscription could not apply them, or skipped)",
+        "they do not come back by themselves: remove the replica, empty its agent_chat, and add"
+        " it again to copy the history",
+        subject=subscription,
+    )
 
 
 def _explain_stopped(report: health.Report) -> None:
@@ -219,9 +242,9 @@ def fix(report: health.Report, conninfos: Sequence[str]) -> list[str]:
     done: list[str] = []
     by_name = {f.name: f for f in report.databases}
     policy_dbs = {c.database for c in report.checks if c.repair == "policy"}
-    for name in sorted(policy_dbs):
-        result = installer.install(by_name[name].conninfo, create=False)
-        done += [f"{name}: {c.trigger} {c.old.name} -> {c.new.name}" for c in result.changes]
+    for name in sorted(policy_dbs):  # trigger modes only: migrations are `upgrade`'s job
+        changes = installer.repair_policy(by_name[name].conninfo)
+        done += [f"{name}: {c.trigger} {c.old.name} -> {c.new.name}" for c in changes]
     for check in report.checks:
         if check.repair == "enable" and check.subject:
             conninfo = by_name[check.database].conninfo
@@ -229,17 +252,27 @@ def fix(report: health.Report, conninfos: Sequence[str]) -> list[str]:
                 conn.execute(
                     sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(check.subject))
                 )
-                running = _wait_for_worker(conn, check.subject)
-            state = "its apply worker is running" if running else "no apply worker yet"
+                stayed = _stays_enabled(conn, check.subject)
+            state = (
+                "its apply worker is running"
+                if stayed
+                else "but it stopped again: the cause is still there, see the server log"
+            )
             done.append(f"{check.database}: enabled subscription {check.subject} ({state})")
     return done
 
 
-def _wait_for_worker(conn: _db.Connection, subscription: str, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for row in conn.execute(queries["subscription_facts"]):
-            if row[0] == subscription and row[4] is not None:
-                return True
+def _stays_enabled(conn: _db.Connection, subscription: str, settle: float = 3.0) -> bool:
+    """Whether the subscription runs and is still enabled after *settle* seconds (an apply
+    error under disable_on_error would have disabled it again by then)."""
+    deadline = time.monotonic() + settle
+    seen_worker = False
+    while True:
+        rows = conn.execute(queries["subscription_facts"]).fetchall()
+        row = next((r for r in rows if r[0] == subscription), None)
+        if row is None or not row[1]:
+            return False
+        seen_worker = seen_worker or row[4] is not None
+        if time.monotonic() > deadline:
+            return seen_worker
         time.sleep(0.1)
-    return False

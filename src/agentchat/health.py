@@ -100,6 +100,8 @@ class DatabaseFacts:
 
     conninfo: str
     name: str
+    #: the connection as it was really made (host and port resolved), once reached
+    resolved: str | None = None
     reachable: bool = True
     error: str | None = None
     version_num: int = 0
@@ -154,7 +156,8 @@ def gather(conninfo: str) -> DatabaseFacts:
     facts = DatabaseFacts(conninfo=conninfo, name=_db.describe(conninfo))
     try:
         with _db.connection(conninfo) as conn:
-            facts.name = _db.describe(_db.resolved_conninfo(conn))
+            facts.resolved = _db.resolved_conninfo(conn)
+            facts.name = _db.describe(facts.resolved)
             row = conn.execute(queries["database_facts"]).fetchone()
             assert row is not None
             facts.version_num, facts.wal_level = int(row[0]), str(row[1])
@@ -262,7 +265,8 @@ def _judge_trigger(db: str, facts: DatabaseFacts, t: policy.TriggerStatus) -> Ch
     elif t.trigger == EMBED_TRIGGER and t.mode is Mode.REPLICA:
         detail = (
             f"{t.trigger} is REPLICA: it fires only for replicated rows (the seed's advice,"
-            " backwards) and queues their embeddings a second time; it must be ORIGIN"
+            " backwards): the apply worker then writes embedding rows, and the first duplicate"
+            " key stops the subscription; it must be ORIGIN"
         )
     elif t.trigger == GUARD_TRIGGER:
         detail = f"{t.trigger} is {t.mode_name}; on a {role} database it must be {t.expected_name}"
@@ -298,7 +302,7 @@ def _judge_subscription(db: str, sub: SubscriptionFacts) -> list[Check]:
                 Verdict.BROKEN,
                 f"subscription {name} has no running apply worker (apply errors:"
                 f" {sub.apply_errors}): changes are not applied",
-                "agentchat doctor names the cause; see the server log",
+                "see the server log; agentchat doctor looks for conflicting rows",
                 subject=name,
             )
         )

@@ -248,6 +248,16 @@ def drop_database(conninfo: str, name: str) -> None:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
+def repair_policy(dsn: str) -> list[policy.TriggerChange]:
+    """Set the trigger modes by the policy, and nothing else (no migration, no database)."""
+    with _db.connection(_db.make_conninfo(dsn)) as conn:
+        facts = policy.read_role(conn)
+        changes = policy.apply_policy(conn, facts)
+        if schema.schema_version(conn) >= 2:
+            _record_source(conn, facts)
+    return changes
+
+
 def upgrade(
     replicas: Sequence[str],
     source: str | None,

@@ -274,10 +274,14 @@ def _add(
             progress("topology", f"recording the replica in {topology.path}")
             topology.add_replica(source_dsn, publication, name, target_dsn)
             topology.save()
-    except BaseException:
+    except BaseException as exc:
         undo.run()
+        if undo.failures:  # say what is left behind, with the original cause
+            cause = exc.message if isinstance(exc, errors.AgentchatError) else str(exc)
+            raise errors.AgentchatError(
+                f"{cause}; undoing it left something behind: {'; '.join(undo.failures)}"
+            ) from exc
         raise
-    result.warnings += undo.failures
     return result
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentchat import install, replication, topology
+from tests import helpers
 from tests.helpers import execute, run_cli
 
 
@@ -54,7 +55,10 @@ def test_prometheus_output_parses(db: str, remote_db: str, tmp_path: Path) -> No
     done = run_cli("status", "--format", "prometheus")
     assert done.returncode == 0
     families = {f.name: f for f in text_string_to_metric_families(done.stdout)}
-    assert {s.value for s in families["agentchat_up"].samples} == {1.0}
+    up = families["agentchat_up"].samples
+    assert {s.value for s in up} == {1.0}
+    assert {s.labels["database"] for s in up} == {helpers.dbname(db), helpers.dbname(remote_db)}
+    assert all(s.labels["server"].startswith("/") for s in up)  # the clusters' socket dirs
     workers = families["agentchat_subscription_worker_running"].samples
     assert [s.value for s in workers] == [1.0]
     assert families["agentchat_subscription_apply_errors"].type == "counter"
@@ -98,6 +102,14 @@ def test_degraded_exit_code_and_upgrade(db: str, remote_db: str, tmp_path: Path)
     done = run_cli("upgrade", "--config", str(config))
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("(up to date)") == 2
+
+
+def test_a_bare_database_name_is_a_dsn(hub, db: str) -> None:
+    install.install(db)
+    env = {"PGHOST": str(hub.socket_dir), "PGPORT": str(hub.port), "PGUSER": "postgres"}
+    done = run_cli("status", helpers.dbname(db), env=env)
+    assert done.returncode == 0, done.stdout
+    assert ": plain, schema 2 [ok]" in done.stdout
 
 
 def test_verify_without_topology_is_a_usage_error() -> None:

@@ -272,3 +272,34 @@ def test_unreachable_database_is_broken_not_an_exception() -> None:
     report = health.status([f"host=127.0.0.1 port={free_port()} dbname=x"])
     assert report.verdict is Verdict.BROKEN
     assert report.databases[0].reachable is False
+
+
+def test_messages_that_never_arrived_are_counted(topo: Topo) -> None:
+    ids = [send(topo.source, f"m{i}") for i in range(3)]
+    replica = topo.replicas[0]
+    helpers.wait_for(lambda: arrived(replica, ids[-1]), what="the messages")
+    with psycopg.connect(replica, autocommit=True) as conn:  # lost on the replica, for real
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM agent_chat WHERE id = %s", (ids[0],))
+    [check] = [c for c in doctor.diagnose(topo.all, source=topo.source).checks if not c.ok]
+    assert check.check == "missing_rows" and check.verdict is Verdict.DEGRADED
+    assert check.detail.startswith(f"1 of the source's messages up to id {ids[-1]}")
+
+
+def test_fix_says_when_an_enabled_subscription_stops_again(topo: Topo) -> None:
+    """A conflict doctor cannot see (in memory_embeddings): enabling does not last."""
+    replica = topo.replicas[0]
+    execute(
+        replica,
+        "INSERT INTO memory_embeddings (source_type, source_id, content, content_hash)"
+        " VALUES ('agent_chat', %s, 'in the way', 'x')",
+        (next_id(topo.source),),
+    )
+    send(topo.source, "its embedding row collides")
+    helpers.wait_for(
+        lambda: health.status([replica]).verdict is Verdict.BROKEN, what="the subscription to stop"
+    )
+    report = doctor.diagnose([replica], source=topo.source)
+    [fixed] = doctor.fix(report, [replica])
+    assert "but it stopped again: the cause is still there" in fixed
+    assert health.status([replica]).verdict is Verdict.BROKEN

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from agentchat import health
+from agentchat._db import conninfo_params
 
 _HELP = {
     "agentchat_up": ("gauge", "1 if the database answered"),
@@ -37,18 +38,23 @@ def _labels(**labels: str) -> str:
 
 def _samples(report: health.Report) -> Iterable[tuple[str, str, float]]:
     for facts in report.databases:
-        db = facts.name
-        mine = [c.verdict for c in report.checks if c.database == db]
-        yield "agentchat_up", _labels(database=db), float(facts.reachable)
-        yield "agentchat_verdict", _labels(database=db), float(max(mine, default=0))
+        mine = [c.verdict for c in report.checks if c.database == facts.name]
+        params = conninfo_params(facts.resolved or facts.conninfo)
+        where = {
+            "database": params.get("dbname", ""),
+            "server": f"{params.get('host', 'local')}:{params.get('port', '')}",
+        }
+        db_labels = _labels(**where)
+        yield "agentchat_up", db_labels, float(facts.reachable)
+        yield "agentchat_verdict", db_labels, float(max(mine, default=0))
         if not facts.reachable:
             continue
-        yield "agentchat_schema_version", _labels(database=db), float(facts.schema_version)
+        yield "agentchat_schema_version", db_labels, float(facts.schema_version)
         for t in facts.triggers:
-            labels = _labels(database=db, trigger=t.trigger, mode=t.mode_name)
+            labels = _labels(**where, trigger=t.trigger, mode=t.mode_name)
             yield "agentchat_trigger_ok", labels, float(t.ok)
         for s in facts.subscriptions:
-            labels = _labels(database=db, subscription=s.name)
+            labels = _labels(**where, subscription=s.name)
             yield "agentchat_subscription_enabled", labels, float(s.enabled)
             yield "agentchat_subscription_worker_running", labels, float(s.worker_pid is not None)
             yield "agentchat_subscription_tables_ready", labels, float(s.tables_ready)
@@ -62,7 +68,7 @@ def _samples(report: health.Report) -> Iterable[tuple[str, str, float]]:
                     s.last_message.timestamp(),
                 )
         for slot in facts.slots:
-            labels = _labels(database=db, slot=slot.name)
+            labels = _labels(**where, slot=slot.name)
             yield "agentchat_slot_active", labels, float(slot.active)
             yield "agentchat_slot_retained_bytes", labels, float(slot.retained_bytes or 0)
             yield "agentchat_slot_lag_bytes", labels, float(slot.lag_bytes or 0)

@@ -26,8 +26,13 @@ MARK = {
 def _targets(dsns: tuple[str, ...], config: Path | None) -> tuple[list[str], topology.Topology]:
     """The databases to look at: the DSNs given, else the topology file's, else libpq's default."""
     topo = topology.load(config, required=config is not None)
-    if dsns:
-        return [_db.make_conninfo(d) for d in dsns], topo
+    if dsns:  # a bare word is a database name, as for psql
+        return [
+            _db.make_conninfo(
+                d if "=" in d or "://" in d else None, dbname=None if "=" in d or "://" in d else d
+            )
+            for d in dsns
+        ], topo
     if topo.databases():
         return topo.databases(), topo
     return [_db.make_conninfo(None)], topo
@@ -193,3 +198,5 @@ def upgrade(config: Path | None, as_json: bool) -> None:
     for r in reports:
         what = f"applied {', '.join(r.applied)}" if r.applied else "up to date"
         click.echo(f"{r.database}: schema version {r.schema_version} ({what})")
+        for c in r.changes:
+            click.echo(f"  changed {c.trigger}: {c.old.name} -> {c.new.name} ({c.reason})")

@@ -80,3 +80,7 @@ SELECT EXISTS (SELECT 1 FROM public.agent_chat WHERE id = %s),
 WITH e AS (DELETE FROM public.memory_embeddings
             WHERE source_type = 'agent_chat' AND source_id = %s)
 DELETE FROM public.agent_chat WHERE id = %s;
+
+-- name: chat_count_upto
+-- How many messages have an id up to a bound (to find messages that never reached a replica).
+SELECT count(*)::bigint FROM public.agent_chat WHERE id <= %s;
