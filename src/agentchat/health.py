@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 
@@ -307,7 +307,15 @@ def _judge_subscription(db: str, sub: SubscriptionFacts) -> list[Check]:
             )
         )
     else:
-        checks.append(Check(db, "apply_worker", Verdict.OK, f"pid {sub.worker_pid}", subject=name))
+        heard = "no message yet"
+        if sub.last_message is not None:
+            age = (datetime.now(UTC) - sub.last_message).total_seconds()
+            heard = f"last message {max(age, 0):.1f} s ago"
+        detail = (
+            f"pid {sub.worker_pid}, {heard}, apply errors {sub.apply_errors},"
+            f" sync errors {sub.sync_errors}"
+        )
+        checks.append(Check(db, "apply_worker", Verdict.OK, detail, subject=name))
     ready, total = sub.tables_ready, len(sub.tables)
     verdict = Verdict.OK if ready == total else Verdict.DEGRADED
     checks.append(
@@ -315,7 +323,9 @@ def _judge_subscription(db: str, sub: SubscriptionFacts) -> list[Check]:
             db,
             "sync_state",
             verdict,
-            f"{ready}/{total} tables ready",
+            f"{ready}/{total} tables ready ("
+            + ", ".join(f"{table} {state}" for table, state in sorted(sub.tables.items()))
+            + ")",
             None if verdict is Verdict.OK else "wait for the initial sync",
             subject=name,
         )
@@ -346,9 +356,11 @@ def _judge_slot(db: str, slot: SlotFacts, threshold: int) -> Check:
             subject=slot.name,
         )
     state = "active" if slot.active else "inactive"
-    return Check(
-        db, "slot", Verdict.OK, f"slot {slot.name} {state}, retains {size}", subject=slot.name
+    detail = (
+        f"slot {slot.name} {state}, wal_status {slot.wal_status}, retains {size},"
+        f" lag {_bytes(slot.lag_bytes or 0)}"
     )
+    return Check(db, "slot", Verdict.OK, detail, subject=slot.name)
 
 
 def _bytes(n: int) -> str:

@@ -30,6 +30,10 @@ def test_status_defaults_to_the_topology_file(db: str, db2: str, remote_db: str,
         "source, schema 2 [ok]", "subscriber, schema 2 [ok]", "subscriber, schema 2 [ok]",
     ]  # fmt: skip
     assert lines[-1] == "verdict: ok"
+    verbose = run_cli("status", "-v").stdout
+    assert "sync_state: 2/2 tables ready (agent_chat r, memory_embeddings r)" in verbose
+    assert verbose.count(", apply errors 0, sync errors 0") == 2
+    assert verbose.count(", wal_status reserved, retains ") == 2
 
     data = json.loads(run_cli("status", "--json").stdout)
     assert data["verdict"] == "ok"

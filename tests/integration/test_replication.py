@@ -121,8 +121,17 @@ def test_fan_out_and_idempotent_re_add(
     assert len({r.slot for r in results}) == 3
     assert {r.slot for r in results} <= slots(hub)
     msg = send(source, "to everyone", ("*",))
+    execute(source, "UPDATE memory_embeddings SET embedding = array_fill(0.25, ARRAY[384])::vector,"
+            " model = 'test' WHERE source_id = %s", (msg,))  # fmt: skip
     for t in targets:
         helpers.wait_for(lambda t=t: arrived(t, msg), what="fan-out message")
+        helpers.wait_for(
+            lambda t=t: execute(
+                t, "SELECT count(*) FROM memory_embeddings WHERE source_id = %s AND model = 'test'",
+                (msg,),
+            )[0][0],
+            what="the message's embedding on every target",
+        )  # fmt: skip
 
     slot_count = len(slots(hub))
     again = replication.add(source, targets[1], topology=topo, timeout=60)
