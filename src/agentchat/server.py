@@ -29,7 +29,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -559,20 +558,6 @@ class Cluster:
         except OSError:
             return ""
         return " / ".join(text[-lines:])
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        """Wait until the server accepts connections (after a start by someone else)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            done = subprocess.run(
-                [str(self.binaries.path("pg_isready")), "-h", str(self.socket_dir),
-                 "-p", str(self.port), "-q"],
-                check=False,
-            )  # fmt: skip
-            if done.returncode == 0:
-                return
-            time.sleep(0.05)
-        raise errors.ServerError(f"server in {self.directory} not ready after {timeout:.0f} s")
 
 
 def _relocated(binaries: Binaries, root: Path) -> Binaries:

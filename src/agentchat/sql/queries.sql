@@ -83,9 +83,6 @@ FROM pg_catalog.pg_attribute a
 WHERE a.attrelid = to_regclass('public.memory_embeddings')
   AND a.attname = 'embedding' AND NOT a.attisdropped;
 
--- name: database_exists
--- Whether a database of this name exists in the cluster.
-SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s);
 
 -- name: setting_get
 -- One per-database setting (agentchat_settings, schema version 2 and later).
