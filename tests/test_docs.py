@@ -17,8 +17,15 @@ Conventions (docs/architecture.md describes them for writers):
 ``sql`` blocks
     Run with psql (each statement in autocommit, as a user pasting it would) against a freshly
     installed database of their own, and must succeed.
+``python`` blocks
+    Run as a script with ``sys.executable`` (the suite's Python, agentchat importable), in the
+    same environment and directory as console blocks, in order with the document's console
+    blocks (so they can use the databases those created), and must exit 0: make them check
+    themselves with ``assert``, and bound every wait (``idle_timeout``, ``limit``). Their output
+    is not compared. The databases they use must be named by the document's console blocks or
+    markers, which is what gets them dropped.
 
-Placeholders, in commands and in expected output:
+Placeholders, in commands, python blocks and expected output:
 
 ``<tmp>``     a fresh directory per document (for ``--data-dir``); URL-encoded inside URIs
 ``<socket>``  the hub cluster's Unix socket directory
@@ -26,22 +33,26 @@ Placeholders, in commands and in expected output:
 ``<pid>``     in output, any number
 ``<n>``       in output, any number (a count that varies from run to run)
 ``<hex>``     in output, lowercase hex digits (a hash that depends on the cluster)
+``<time>``    in output, a timestamp: ``2026-01-31 12:00:00+00:00``, ``T`` for the space, with
+              or without fractions of a second and offset
 
 An expected line ``...`` matches any number of output lines (none included). Trailing spaces
 are ignored.
 
 Markers, an HTML comment on the line just before a block's opening fence:
 
-``<!-- doc-test: skip (reason) -->``        the block is not run (the reason is required)
+``<!-- doc-test: skip (reason) -->``        the block (console, sql or python) is not run (the
+                                            reason is required)
 ``<!-- doc-test: database NAME -->``        a sql block runs against database NAME, in order
                                             with the document's console blocks
 ``<!-- doc-test: error (text) -->``         a sql block must fail with an error containing text
 
-Each document's console blocks (and database-bound sql blocks) run in order as one test, after
-dropping every database the document names (``--database``/``-d`` arguments, the ``dbname`` of
-``--dsn``/``--source``/``--target`` DSNs, and ``database`` markers) and the replication roles
-its ``agentchat replicate add`` commands create (``--role``, else ``agent_chat_replicator``), so
-each document starts from a clean slate; each other sql block is a test of its own.
+Each document's console blocks, python blocks and database-bound sql blocks run in order as one
+test, after dropping every database the document names (``--database``/``-d`` arguments, the
+``dbname`` of ``--dsn``/``--source``/``--target`` DSNs, and ``database`` markers; python blocks
+are not read) and the replication roles its ``agentchat replicate add`` commands create
+(``--role``, else ``agent_chat_replicator``), so each document starts from a clean slate; each
+other sql block is a test of its own.
 """
 
 from __future__ import annotations
@@ -65,7 +76,7 @@ from psycopg import sql
 
 from agentchat import install
 from agentchat.server import Cluster, find_binaries
-from agentchat.sql import queries
+from agentchat.sql import load_migrations, queries
 from tests import helpers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +91,8 @@ _MARKER = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
 _MARKER_FORMS = re.compile(r"^(skip \(.+\)|database \S+|error \(.+\))$")
 _EXIT = re.compile(r"\s+#\s*exit\s+(\d+)\s*$")
 _ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_TIME = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d(?::?\d\d)?|Z)?"
+_PLACEHOLDERS = re.compile(r"(<tmp>|<socket>|<port>|<pid>|<n>|<hex>|<time>)")
 ELLIPSIS = "..."
 
 
@@ -220,8 +233,9 @@ class Context:
             "<pid>": r"\d+",
             "<n>": r"\d+",
             "<hex>": r"[0-9a-f]+",
+            "<time>": _TIME,
         }
-        parts = re.split(r"(<tmp>|<socket>|<port>|<pid>|<n>|<hex>)", expected.rstrip())
+        parts = _PLACEHOLDERS.split(expected.rstrip())
         return re.compile(
             "".join(replacements.get(p, re.escape(p)) for p in parts) + r"\Z", re.DOTALL
         )
@@ -321,6 +335,35 @@ def run_sql(ctx: Context, block: Block, dbname: str) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
+def run_python(ctx: Context, block: Block) -> None:
+    """Run a python block as a script of its own; it must exit 0."""
+    script = ctx.tmp / f"{block.doc.stem}-{block.line}.py"
+    script.write_text(ctx.substitute(block.text) + "\n", encoding="utf-8")
+    where = f"{block.doc.relative_to(REPO)}:{block.line}"
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=ctx.env(),
+            cwd=ctx.tmp,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{where}: the python block ran longer than {TIMEOUT} s", pytrace=False)
+    if done.returncode != 0:
+        pytest.fail(
+            f"{where}: the python block exited with {done.returncode}"
+            f" (line N of {script.name} is line {block.line} + N of the document)\n"
+            "--- output\n" + done.stdout,
+            pytrace=False,
+        )
+
+
 def databases_named(ctx: Context, blocks: list[Block]) -> list[str]:
     """Every database a document's runnable blocks name, in order of first mention."""
     names: list[str] = []
@@ -403,7 +446,7 @@ def doc_tmp(cluster_root: Path) -> Iterator[Path]:
 
 
 def run_document(ctx: Context, blocks: list[Block]) -> None:
-    """Run a document's console blocks and database-bound sql blocks in order."""
+    """Run a document's console blocks, python blocks and database-bound sql blocks in order."""
     names, roles = databases_named(ctx, blocks), roles_named(ctx, blocks)
     drop_all(ctx.hub, names, roles)
     try:
@@ -413,6 +456,8 @@ def run_document(ctx: Context, blocks: list[Block]) -> None:
             if block.lang == "console":
                 for command in block.commands():
                     run_command(ctx, block, command)
+            elif block.lang == "python":
+                run_python(ctx, block)
             elif block.lang == "sql" and block.database:
                 done = run_sql(ctx, block, block.database)
                 if done.returncode != 0:
@@ -424,8 +469,8 @@ def run_document(ctx: Context, blocks: list[Block]) -> None:
 # -- the tests --------------------------------------------------------------------------------
 
 
-def _console_docs() -> list[Path]:
-    return [d for d in DOCUMENTS if any(b.lang == "console" for b in parse_blocks(d))]
+def _runnable_docs() -> list[Path]:
+    return [d for d in DOCUMENTS if any(b.lang in ("console", "python") for b in parse_blocks(d))]
 
 
 def _free_sql_blocks() -> list[Block]:
@@ -437,9 +482,9 @@ def _free_sql_blocks() -> list[Block]:
     ]
 
 
-@pytest.mark.parametrize("doc", _console_docs(), ids=doc_id)
-def test_console_blocks(doc: Path, hub: Cluster, doc_tmp: Path) -> None:
-    """Every command in the document runs and prints what the document says."""
+@pytest.mark.parametrize("doc", _runnable_docs(), ids=doc_id)
+def test_document_runs(doc: Path, hub: Cluster, doc_tmp: Path) -> None:
+    """Every command in the document prints what the document says; every python block runs."""
     run_document(Context(hub, doc_tmp), parse_blocks(doc))
 
 
@@ -567,9 +612,31 @@ role: plain
  schemaname | tablename  |       triggername        | trigger_mode | verdict
 ------------+------------+--------------------------+--------------+---------
  public     | agent_chat | trg_embed_chat_message   | {embed}       | ok
+ public     | agent_chat | trg_forget_embedding     | ORIGIN       | ok
+ public     | agent_chat | trg_forget_processed     | ALWAYS       | ok
  public     | agent_chat | trg_guard_replica_writes | DISABLED     | ok
  public     | agent_chat | trg_notify_agent_chat    | ALWAYS       | ok
-(3 rows)
+(5 rows)
+```
+"""
+
+SELF_TEST_PYTHON = """\
+```console
+$ agentchat install --database doc_self_test
+...
+```
+
+```python
+import psycopg
+
+with psycopg.connect("dbname=doc_self_test") as conn:
+    [(version,)] = conn.execute("SELECT max(version) FROM agentchat_migrations").fetchall()
+assert version == {version}, version
+```
+
+<!-- doc-test: skip (never run: it would fail) -->
+```python
+raise SystemExit(3)
 ```
 """
 
@@ -590,6 +657,10 @@ def test_matcher_placeholders_and_ellipsis(tmp_path: Path) -> None:
     )
     assert not output_matches(ctx, ["a"], ["a", "b"])
     assert not output_matches(ctx, ["a", "b"], ["a"])
+    stamps = ["2026-12-01 20:14:29+00:00", "2026-12-01T20:11:33.85-05:00", "2026-12-01T20:14:29"]
+    for stamp in stamps:
+        assert output_matches(ctx, ["older than <time> from"], [f"older than {stamp} from"])
+    assert not output_matches(ctx, ["at <time>"], ["at yesterday"])
 
 
 def test_a_wrong_expected_line_fails(hub: Cluster, doc_tmp: Path) -> None:
@@ -606,3 +677,15 @@ def test_a_wrong_expected_line_fails(hub: Cluster, doc_tmp: Path) -> None:
     right[0].text = right[0].text.replace(command, command + "  # exit 1")
     with pytest.raises(pytest.fail.Exception, match="documented: 1"):
         run_document(ctx, right)
+
+
+def test_python_blocks_run_and_can_fail(hub: Cluster, doc_tmp: Path) -> None:
+    """A python block that exits 0 passes, one whose assert fails fails; skipped ones never run."""
+    ctx = Context(hub, doc_tmp)
+    doc = REPO / "self-test.md"
+    shipped = load_migrations()[-1].version
+    right = parse_blocks(doc, SELF_TEST_PYTHON.replace("{version}", str(shipped)))
+    wrong = parse_blocks(doc, SELF_TEST_PYTHON.replace("{version}", "999"))
+    run_document(ctx, right)
+    with pytest.raises(pytest.fail.Exception, match="AssertionError"):
+        run_document(ctx, wrong)

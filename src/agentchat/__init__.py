@@ -1,12 +1,19 @@
 """agentchat: AI agents talking to each other through PostgreSQL.
 
-The public API is small: install a database (:func:`agentchat.install.install`), read its trigger
-status (:func:`agentchat.policy.trigger_report`), run private PostgreSQL clusters
-(:class:`agentchat.server.Cluster`). Every failure a user can cause raises a subclass of
-:class:`agentchat.errors.AgentchatError`.
+The public API is small:
+
+- :class:`Agent` (and :class:`AsyncAgent` for asyncio): send messages, and handle every message
+  addressed to the agent exactly once (``agent.messages()``, ``agent.run(handler)``);
+- :func:`agentchat.install.install`: install a database; :func:`agentchat.policy.trigger_report`:
+  its trigger status; :class:`agentchat.server.Cluster`: private PostgreSQL clusters.
+
+Every failure a user can cause raises a subclass of :class:`AgentchatError`.
 """
 
+from agentchat.agent import Agent
+from agentchat.aio import AsyncAgent
 from agentchat.errors import AgentchatError
+from agentchat.messaging import Message
 
-__all__ = ["AgentchatError", "__version__"]
+__all__ = ["Agent", "AgentchatError", "AsyncAgent", "Message", "__version__"]
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ from psycopg.rows import TupleRow
 from agentchat import errors
 
 Connection = psycopg.Connection[TupleRow]
+AsyncConnection = psycopg.AsyncConnection[TupleRow]
 
 #: seconds to wait for a server that does not answer, unless the DSN or PGCONNECT_TIMEOUT says
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -109,17 +110,67 @@ def with_dbname(conninfo: str, dbname: str) -> str:
     return _conninfo.make_conninfo(conninfo, dbname=dbname)
 
 
-def connect(conninfo: str, *, autocommit: bool = True) -> Connection:
-    """Open a connection or raise a clear :class:`agentchat.errors.ConnectionFailed`."""
+#: TCP keepalives for long-lived connections (an agent's listener): a peer that vanished without
+#: closing the connection is noticed within about 10 s instead of the kernel's two hours
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10000,
+}
+
+
+def prepare(conninfo: str, *, long_lived: bool = False) -> str:
+    """The conninfo agentchat really connects with: a connect timeout and application name
+    unless the DSN or the environment sets them, and keepalives for *long_lived* connections."""
     params = _conninfo.conninfo_to_dict(conninfo)
     extra: dict[str, str | int] = {}
     if "connect_timeout" not in params and not os.environ.get("PGCONNECT_TIMEOUT"):
         extra["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
-    extra.setdefault("application_name", "agentchat")
+    if "application_name" not in params and not os.environ.get("PGAPPNAME"):
+        extra["application_name"] = "agentchat"
+    if long_lived:
+        extra.update({k: v for k, v in KEEPALIVES.items() if k not in params})
+    return _conninfo.make_conninfo(conninfo, **extra)
+
+
+def connect(conninfo: str, *, autocommit: bool = True, long_lived: bool = False) -> Connection:
+    """Open a connection or raise a clear :class:`agentchat.errors.ConnectionFailed`."""
     try:
-        return psycopg.connect(_conninfo.make_conninfo(conninfo, **extra), autocommit=autocommit)
+        return psycopg.connect(prepare(conninfo, long_lived=long_lived), autocommit=autocommit)
     except psycopg.OperationalError as exc:
         raise connection_error(exc, conninfo) from None
+
+
+async def connect_async(
+    conninfo: str, *, autocommit: bool = True, long_lived: bool = False
+) -> AsyncConnection:
+    """:func:`connect` for asyncio."""
+    try:
+        return await psycopg.AsyncConnection.connect(
+            prepare(conninfo, long_lived=long_lived), autocommit=autocommit
+        )
+    except psycopg.OperationalError as exc:
+        raise connection_error(exc, conninfo) from None
+
+
+def retarget(conninfo: str, target: str) -> str:
+    """*conninfo*'s credentials and options, pointed at *target*'s server and database.
+
+    Used to reach a replica's source as the same user: host, port and database come from
+    *target* (a password-free conninfo); the password is kept only for the same server,
+    otherwise PGPASSWORD or ~/.pgpass supply it, as for psql.
+    """
+    mine = {k: v for k, v in _conninfo.conninfo_to_dict(conninfo).items() if v is not None}
+    where = {k: v for k, v in _conninfo.conninfo_to_dict(target).items() if v is not None}
+    place = ("host", "hostaddr", "port", "dbname", "service")
+    same_server = all(mine.get(k) == where.get(k) for k in ("host", "hostaddr", "port"))
+    kept = {k: v for k, v in mine.items() if k not in place}
+    if not same_server:
+        kept.pop("password", None)
+    where.pop("password", None)
+    return _conninfo.make_conninfo("", **{**kept, **where})
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentchat import _db, errors, policy, schema
 from agentchat.sql import Migration, load_migrations, queries
@@ -161,28 +162,43 @@ def _install_into(
 
 
 def _record_source(conn: _db.Connection, facts: policy.RoleFacts) -> None:
-    """On a replica, remember which source it follows (the guard's error names it)."""
-    source = None
+    """On a replica, remember which source it follows: ``replica_of`` (a description the
+    guard's error names) and ``source_conninfo`` (host, port and database, where agents on
+    the replica send)."""
+    described: str | None = None
+    where: str | None = None
     if facts.is_subscriber:
-        source = _describe_source(conn, facts.subscriptions[0]) if facts.subscriptions else None
-        source = source or "(see pg_subscription)"
-    row = conn.execute(queries["setting_get"], ("replica_of",)).fetchone()
-    if (row[0] if row else None) == source:
-        return
-    if source is None:
-        conn.execute(queries["setting_delete"], ("replica_of",))
-    else:
-        conn.execute(queries["setting_put"], ("replica_of", source))
+        subs = facts.subscriptions
+        conninfo = _subscription_conninfo(conn, subs[0]) if subs else None
+        if conninfo:
+            described = _db.describe(conninfo)
+            where = _source_location(conninfo)
+        described = described or "(see pg_subscription)"
+    for key, value in (("replica_of", described), ("source_conninfo", where)):
+        row = conn.execute(queries["setting_get"], (key,)).fetchone()
+        if (row[0] if row else None) == value:
+            continue
+        if value is None:
+            conn.execute(queries["setting_delete"], (key,))
+        else:
+            conn.execute(queries["setting_put"], (key, value))
 
 
-def _describe_source(conn: _db.Connection, subscription: str) -> str | None:
-    """``database "nova_memory" on 127.0.0.1:5432`` from the subscription's conninfo."""
+def _subscription_conninfo(conn: _db.Connection, subscription: str) -> str | None:
+    """The subscription's conninfo (readable by superusers only; None otherwise)."""
     try:
         row = conn.execute(queries["subscription_conninfo"], (subscription,)).fetchone()
-    except psycopg.errors.InsufficientPrivilege:  # subconninfo is for superusers only
+    except psycopg.errors.InsufficientPrivilege:
         conn.rollback()
         return None
-    return _db.describe(str(row[0])) if row and row[0] else None
+    return str(row[0]) if row and row[0] else None
+
+
+def _source_location(conninfo: str) -> str:
+    """Where the source is, without the replication role's user and password."""
+    keep = ("host", "hostaddr", "port", "dbname", "sslmode", "sslrootcert")
+    params = conninfo_to_dict(conninfo)
+    return make_conninfo("", **{k: params[k] for k in keep if params.get(k) is not None})
 
 
 def _server_facts(conn: _db.Connection) -> tuple[int, str, bool]:

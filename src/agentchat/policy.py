@@ -30,6 +30,8 @@ from agentchat.sql import queries
 NOTIFY_TRIGGER = "trg_notify_agent_chat"
 EMBED_TRIGGER = "trg_embed_chat_message"
 GUARD_TRIGGER = "trg_guard_replica_writes"
+FORGET_PROCESSED_TRIGGER = "trg_forget_processed"
+FORGET_EMBEDDING_TRIGGER = "trg_forget_embedding"
 
 
 class Mode(enum.Enum):
@@ -83,6 +85,9 @@ POLICY: dict[Role, dict[str, Mode]] = {
         EMBED_TRIGGER: Mode.ORIGIN,
         # a replica refuses local writes; ORIGIN never fires for the rows replication applies
         GUARD_TRIGGER: Mode.ORIGIN if role is Role.SUBSCRIBER else Mode.DISABLED,
+        # schema version 3: what follows a deleted (pruned) message
+        FORGET_PROCESSED_TRIGGER: Mode.ALWAYS,
+        FORGET_EMBEDDING_TRIGGER: Mode.ORIGIN,
     }
     for role in Role
 }
@@ -96,6 +101,14 @@ REASONS: dict[str, str] = {
     GUARD_TRIGGER: (
         "a replica refuses local writes to agent_chat (they belong on its source); ORIGIN lets"
         " replicated rows pass, and the guard is off where the database is no replica"
+    ),
+    FORGET_PROCESSED_TRIGGER: (
+        "a pruned message's delivery marks must go on replicas too, where the foreign key's"
+        " cascade does not fire for replicated deletes: ALWAYS fires for them"
+    ),
+    FORGET_EMBEDDING_TRIGGER: (
+        "a deleted message's embedding row is deleted where the message is deleted; replicas"
+        " receive that deletion by replication, so ORIGIN (local deletes only)"
     ),
 }
 

@@ -50,12 +50,12 @@ def test_install_report_and_rerun(hub: Cluster, fresh_name: str) -> None:
     first = run_cli("install", "--database", fresh_name, env=pg_env(hub))
     assert first.returncode == 0, first.stderr
     assert "created    yes" in first.stdout
-    assert "applied 0001_initial, 0002_replication" in first.stdout
+    assert "applied 0001_initial, 0002_replication, 0003_messaging" in first.stdout
     assert "role       plain" in first.stdout
     second = run_cli("install", "--database", fresh_name, "--json", env=pg_env(hub))
     report = json.loads(second.stdout)
     assert report["created"] is False and report["applied"] == [] and report["changes"] == []
-    assert report["role"] == "plain" and report["schema_version"] == 2
+    assert report["role"] == "plain" and report["schema_version"] == 3
 
 
 def test_install_with_dsn_uri(hub: Cluster, fresh_name: str) -> None:
@@ -89,6 +89,8 @@ def test_agent_install_sh_works_verbatim(hub: Cluster) -> None:
             ("trg_notify_agent_chat", "ALWAYS", True),
             ("trg_embed_chat_message", "ORIGIN", True),
             ("trg_guard_replica_writes", "DISABLED", True),
+            ("trg_forget_processed", "ALWAYS", True),
+            ("trg_forget_embedding", "ORIGIN", True),
         }
     finally:
         helpers.drop_database(hub, name)

@@ -18,6 +18,8 @@ PLAIN_MODES = {
     "trg_notify_agent_chat": "ALWAYS",
     "trg_embed_chat_message": "ORIGIN",
     "trg_guard_replica_writes": "DISABLED",
+    "trg_forget_processed": "ALWAYS",
+    "trg_forget_embedding": "ORIGIN",
 }
 
 SEED_INSERT = (

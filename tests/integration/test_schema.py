@@ -38,6 +38,7 @@ def test_tables_and_indexes(installed: str) -> None:
         "mentions": "ARRAY",
         "reply_to": "bigint",
         "created_at": "timestamp with time zone",
+        "reply_key": "text",
     }
     indexes = {
         name: definition
@@ -51,6 +52,8 @@ def test_tables_and_indexes(installed: str) -> None:
     assert "(channel, created_at)" in indexes["agent_chat_channel_created_idx"]
     assert "(sender, created_at)" in indexes["agent_chat_sender_created_idx"]
     assert "USING hnsw (embedding vector_cosine_ops)" in indexes["memory_embeddings_embedding_idx"]
+    assert "UNIQUE" in indexes["agent_chat_reply_key_idx"]
+    assert "WHERE (reply_key IS NOT NULL)" in indexes["agent_chat_reply_key_idx"]
     assert "UNIQUE" in indexes["memory_embeddings_source_key"]
     assert "(source_type, source_id)" in indexes["memory_embeddings_source_key"]
     assert execute(installed, "SELECT count(*) FROM agentchat_migrations") == [

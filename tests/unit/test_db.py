@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from agentchat import _db, errors
 
@@ -44,3 +45,13 @@ def test_odd_but_legal_identifiers_pass() -> None:
 def test_malformed_dsn_is_invalid_input() -> None:
     with pytest.raises(errors.InvalidInput, match="invalid connection string"):
         _db.make_conninfo("host = = nonsense")
+
+
+def test_long_lived_connections_get_keepalives_unless_the_dsn_sets_them() -> None:
+    plain = conninfo_to_dict(_db.prepare("dbname=x"))
+    assert "keepalives" not in plain and plain["application_name"] == "agentchat"
+    agent = conninfo_to_dict(_db.prepare("dbname=x keepalives_idle=60", long_lived=True))
+    assert agent["keepalives"] == "1" and agent["tcp_user_timeout"] == "10000"
+    assert agent["keepalives_idle"] == "60"  # the user's choice wins
+    named = conninfo_to_dict(_db.prepare("dbname=x application_name=nova"))
+    assert named["application_name"] == "nova"

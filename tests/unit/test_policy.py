@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from agentchat import policy
 from agentchat.cli._output import table
-from agentchat.policy import EMBED_TRIGGER, GUARD_TRIGGER, NOTIFY_TRIGGER, Mode, Role, RoleFacts
+from agentchat.policy import (
+    EMBED_TRIGGER,
+    FORGET_EMBEDDING_TRIGGER,
+    FORGET_PROCESSED_TRIGGER,
+    GUARD_TRIGGER,
+    NOTIFY_TRIGGER,
+    Mode,
+    Role,
+    RoleFacts,
+)
 
 
 def test_policy_modes() -> None:
@@ -14,6 +23,8 @@ def test_policy_modes() -> None:
             NOTIFY_TRIGGER: Mode.ALWAYS,
             EMBED_TRIGGER: Mode.ORIGIN,
             GUARD_TRIGGER: guard,
+            FORGET_PROCESSED_TRIGGER: Mode.ALWAYS,
+            FORGET_EMBEDDING_TRIGGER: Mode.ORIGIN,
         }
 
 

@@ -8,6 +8,7 @@ the user unless AGENTCHAT_DEBUG=1.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 
@@ -15,6 +16,7 @@ import click
 
 from agentchat import __version__, errors
 from agentchat.cli import _output
+from agentchat.cli.agents import listen, prune, send
 from agentchat.cli.demo import demo
 from agentchat.cli.install import install, triggers
 from agentchat.cli.ops import doctor, status, upgrade, verify
@@ -25,20 +27,23 @@ from agentchat.cli.server import server
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agentchat")
 def cli() -> None:
-    """Agents talking through PostgreSQL: install, replicate, verify."""
+    """Agents talking through PostgreSQL: install, replicate, verify, send, listen."""
 
 
 cli.add_command(install)
 cli.add_command(triggers)
 cli.add_command(server)
 cli.add_command(replicate)
-for command in (status, doctor, verify, upgrade):
+for command in (status, doctor, verify, upgrade, send, listen, prune):
     cli.add_command(command)
 cli.add_command(demo)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return (and, as a console script, exit with) its exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a legacy locale: never crash on printing text
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
     try:
         result = cli.main(args=argv, prog_name="agentchat", standalone_mode=False)
     except click.exceptions.Abort:

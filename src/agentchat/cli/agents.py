@@ -1,0 +1,253 @@
+"""``agentchat send``, ``agentchat listen`` and ``agentchat prune``: agents from the shell."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+from agentchat import _db, errors, messaging, topology
+from agentchat.agent import Agent
+from agentchat.cli import _options, _output
+from agentchat.messaging import Message
+
+
+def _send_dsn(func: _options.F) -> _options.F:
+    return click.option(
+        "--send-dsn", metavar="DSN",
+        help="Where sends go [default: this database, or its recorded source if it is a replica].",
+    )(func)  # fmt: skip
+
+
+@click.command()
+@_options.connection
+@click.option("--as", "sender", required=True, metavar="NAME", help="The sending agent.")
+@click.option(
+    "--to", "recipients", multiple=True, metavar="NAME",
+    help="A recipient (repeat it, or NAME,NAME; * for everyone). None: addressed to nobody.",
+)  # fmt: skip
+@click.option("--channel", default="general", show_default=True, help="The channel.")
+@click.option("--reply-to", type=click.IntRange(min=1), metavar="ID", help="Answer message ID.")
+@_send_dsn
+@_options.json_flag
+@click.argument("message", required=False)
+def send(
+    dsn: str | None,
+    database: str | None,
+    sender: str,
+    recipients: tuple[str, ...],
+    channel: str,
+    reply_to: int | None,
+    send_dsn: str | None,
+    as_json: bool,
+    message: str | None,
+) -> None:
+    """Post MESSAGE (or standard input) as agent --as; print the new message's id."""
+    if message is not None:
+        message = _typed_text(message)
+    else:
+        if sys.stdin is None or sys.stdin.isatty():  # no stdin at all (`<&-`), or a terminal
+            raise errors.InvalidInput("give the message as an argument or on standard input")
+        try:
+            message = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise errors.InvalidInput(f"standard input is not UTF-8 text ({exc.reason})") from None
+        if message.endswith("\n"):  # `echo hi | agentchat send`: the line, not its newline
+            message = message[:-2] if message.endswith("\r\n") else message[:-1]
+    names = [n for item in recipients for n in item.split(",") if n.strip()]
+    msg_id = messaging.send(
+        _db.make_conninfo(dsn, dbname=database), sender=sender, message=message, to=names,
+        channel=channel, reply_to=reply_to, send_dsn=send_dsn,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps({"id": msg_id}))
+    else:
+        click.echo(msg_id)
+
+
+def _typed_text(value: str) -> str:
+    """A command-line argument as the UTF-8 text that was typed, whatever the locale: in a
+    legacy (ASCII) locale Python keeps the bytes it cannot decode as surrogates."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        try:
+            return os.fsencode(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.InvalidInput("the message argument is not UTF-8 text") from None
+
+
+def _utf8_stdout() -> bool:
+    return (sys.stdout.encoding or "").lower().replace("-", "").replace("_", "") == "utf8"
+
+
+def _render(msg: Message) -> str:
+    to = ",".join(msg.mentions) or "-"
+    reply = f" (reply to #{msg.reply_to})" if msg.reply_to else ""
+    return f"#{msg.id} [{msg.channel}] {msg.sender} -> {to}{reply}: {msg.message}"
+
+
+class _Exec:
+    """``--exec CMD``: CMD (through /bin/sh) gets the message's JSON on stdin; its stdout is
+    the reply; a non-zero exit or a timeout is a failure."""
+
+    def __init__(self, command: str, timeout: float, agent: str, as_json: bool) -> None:
+        self.command, self.timeout, self.agent, self.as_json = command, timeout, agent, as_json
+
+    def __call__(self, msg: Message) -> None:
+        env = {**os.environ, "AGENTCHAT_AGENT": self.agent, "AGENTCHAT_MESSAGE_ID": str(msg.id)}
+        try:
+            proc = subprocess.run(
+                self.command, shell=True, input=msg.to_json(), capture_output=True,
+                encoding="utf-8", errors="replace", timeout=self.timeout, env=env, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return self._failed(msg, f"timed out after {self.timeout:g} s")
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or [""])[-1]
+            status = f"exit status {proc.returncode}"
+            return self._failed(msg, f"{status}: {last}" if last else status)
+        reply = proc.stdout.strip()
+        reply_id = msg.reply(reply) if reply else None
+        self._report(msg, "responded" if reply_id else "routed", reply_id=reply_id)
+
+    def _failed(self, msg: Message, error: str) -> None:
+        """Recorded as the outcome (status failed, *error*) with the delivery, and said."""
+        msg.fail(error)
+        self._report(msg, "failed", error=error)
+        _output.warning(f"{self.agent}: message {msg.id} failed: {error}")
+
+    def _report(
+        self, msg: Message, status: str, *, reply_id: int | None = None, error: str | None = None
+    ) -> None:
+        if self.as_json:
+            line = json.dumps({"id": msg.id, "sender": msg.sender, "status": status,
+                               "reply_id": reply_id, "error": error})  # fmt: skip
+        else:
+            detail = f" #{reply_id}" if reply_id else (f": {error}" if error else "")
+            line = f"#{msg.id} from {msg.sender}: {status}{detail}"
+        click.echo(line)
+        sys.stdout.flush()
+
+
+class _WarningLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        _output.warning(record.getMessage())
+
+
+@click.command()
+@_options.connection
+@click.option("--as", "agent_name", required=True, metavar="NAME", help="The listening agent.")
+@click.option("--channel", default=None, help="Only this channel's messages [default: all].")
+@_send_dsn
+@_options.json_flag
+@click.option(
+    "--exec", "command", metavar="CMD",
+    help="Run CMD per message (message JSON on stdin); its stdout is posted as the reply.",
+)  # fmt: skip
+@click.option(
+    "--exec-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
+    show_default=True, metavar="SECONDS", help="A --exec command running longer has failed.",
+)  # fmt: skip
+@click.option("--once", is_flag=True, help="Handle what is waiting, then exit.")
+@click.option("--count", type=click.IntRange(min=1), metavar="N", help="Exit after N messages.")
+@click.option(
+    "--idle-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+    help="Exit after this long without a message.",
+)  # fmt: skip
+@click.option(
+    "--poll-interval", type=click.FloatRange(min=0.01), default=5.0, show_default=True,
+    metavar="SECONDS", help="Catch up by query at least this often (NOTIFY may be lost).",
+)  # fmt: skip
+def listen(
+    dsn: str | None,
+    database: str | None,
+    agent_name: str,
+    channel: str | None,
+    send_dsn: str | None,
+    as_json: bool,
+    command: str | None,
+    exec_timeout: float,
+    once: bool,
+    count: int | None,
+    idle_timeout: float | None,
+    poll_interval: float,
+) -> None:
+    """Deliver every message addressed to agent --as, in order, exactly once.
+
+    Messages sent while it was not running are delivered when it starts. Each is recorded in
+    agent_chat_processed when handled (printed, or --exec run and its reply posted).
+    """
+    agent = Agent(
+        agent_name, _db.make_conninfo(dsn, dbname=database), send_dsn=send_dsn, channel=channel,
+        poll_interval=poll_interval,
+    )  # fmt: skip
+    logger = logging.getLogger("agentchat.agent")
+    logger.addHandler(_WarningLines())
+    logger.propagate = False
+    # stop from a thread: a signal handler must not take locks the interrupted code may hold
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: threading.Thread(target=agent.stop).start())
+    with agent:
+        idle = 0.0 if once else idle_timeout
+        if command is not None:
+            agent.run(_Exec(command, exec_timeout, agent.name, as_json),
+                      limit=count, idle_timeout=idle)  # fmt: skip
+            return
+        try:
+            for msg in agent.messages(limit=count, idle_timeout=idle):
+                click.echo(msg.to_json(ascii_only=not _utf8_stdout()) if as_json else _render(msg))
+                sys.stdout.flush()  # printed before it is recorded: a closed pipe records nothing
+        except BrokenPipeError:  # the reader went away (`| head`): that message stays pending
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@click.command()
+@_options.connection
+@_options.config
+@click.option(
+    "--older-than", type=click.FloatRange(min=0), required=True, metavar="DAYS",
+    help="Delete messages older than this many days (fractions work).",
+)  # fmt: skip
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=5000, show_default=True,
+    help="Messages deleted per transaction.",
+)  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@_options.json_flag
+def prune(
+    dsn: str | None,
+    database: str | None,
+    config: Path | None,
+    older_than: float,
+    batch_size: int,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete old messages at the source; the deletions replicate.
+
+    Their delivery marks and embedding rows go with them on every database. Without --dsn or
+    --database, the topology file's source is pruned.
+    """
+    target = dsn
+    if dsn is None and database is None:
+        target = topology.load(config, required=config is not None).source
+    result = messaging.prune(
+        _db.make_conninfo(target, dbname=database), older_than=dt.timedelta(days=older_than),
+        batch_size=batch_size, dry_run=dry_run,
+    )  # fmt: skip
+    if as_json:
+        _output.emit_json(result.as_dict())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    noun = "message" if result.deleted == 1 else "messages"
+    cutoff = result.cutoff.isoformat(sep=" ", timespec="seconds")
+    click.echo(f"{verb} {result.deleted} {noun} older than {cutoff} from {result.database}")

@@ -1,0 +1,393 @@
+"""Agents on real clusters: NOTIFY on a replica, crashes, restarts, many agents, pruning."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from agentchat import install, messaging, replication
+from agentchat.agent import Agent
+from agentchat.aio import AsyncAgent
+from agentchat.messaging import Message
+from agentchat.server import Cluster
+from tests import helpers
+from tests.helpers import execute, wait_for
+
+
+@dataclass
+class Topo:
+    source: str
+    local: str  # a replica in the source's cluster
+    far: str  # a replica in another cluster ("another host")
+
+
+@pytest.fixture
+def topo(db: str, db2: str, remote_db: str) -> Topo:
+    install.install(db)
+    for target in (db2, remote_db):
+        replication.add(db, target, timeout=60)
+    return Topo(db, db2, remote_db)
+
+
+@dataclass
+class Running:
+    """An agent's run() in a thread, and what its handler saw."""
+
+    agent: Agent
+    seen: list[int] = field(default_factory=list)
+    thread: threading.Thread | None = None
+    handled: int = 0
+
+    def stop(self) -> None:
+        self.agent.stop()
+        assert self.thread is not None
+        self.thread.join(30)
+        assert not self.thread.is_alive(), f"{self.agent.name} did not stop"
+        self.agent.close()
+
+
+def start(agent: Agent, reply: Callable[[Message], str | None] = lambda m: None) -> Running:
+    running = Running(agent)
+
+    def handler(msg: Message) -> str | None:
+        running.seen.append(msg.id)
+        return reply(msg)
+
+    def loop() -> None:
+        running.handled = agent.run(handler)
+
+    running.thread = threading.Thread(target=loop, name=agent.name, daemon=True)
+    running.thread.start()
+    return running
+
+
+def listening(conninfo: str, count: int = 1) -> bool:
+    """Whether *count* sessions LISTEN on the database (their last statement says so)."""
+    [(n,)] = execute(
+        conninfo,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE '%%LISTEN agent_chat%%'",
+    )
+    return int(str(n)) >= count
+
+
+def marks(conninfo: str, agent: str | None = None) -> list[tuple[int, str, str]]:
+    rows = execute(
+        conninfo,
+        "SELECT chat_id, agent, status FROM agent_chat_processed"
+        " WHERE %s::text IS NULL OR agent = %s ORDER BY chat_id, agent",
+        (agent, agent),
+    )
+    return [(int(str(c)), str(a), str(s)) for c, a, s in rows]
+
+
+def test_a_listener_on_a_replica_is_woken_by_notify(topo: Topo) -> None:
+    # a poll interval far beyond the test's wait: only a notification can deliver in time
+    agent = Agent("graybeard", topo.far, poll_interval=300)
+    running = start(agent, reply=lambda m: f"re: {m.message}")
+    try:
+        wait_for(lambda: listening(topo.far), what="the listener")
+        sent = [
+            messaging.send(topo.source, sender="nova", message=f"m{i}", to=["graybeard"])
+            for i in range(3)
+        ]
+        wait_for(lambda: len(marks(topo.far, "graybeard")) == 3, timeout=20, what="delivery")
+    finally:
+        running.stop()
+    assert running.seen == sent
+    assert marks(topo.far, "graybeard") == [(i, "graybeard", "responded") for i in sent]
+    # the replies were posted at the source (a replica refuses local writes) and replicated back
+    replies = (
+        "SELECT reply_to, sender, mentions, message FROM agent_chat WHERE reply_to IS NOT NULL"
+    )
+    expected = sorted((i, "graybeard", ["nova"], f"re: m{n}") for n, i in enumerate(sent))
+    assert sorted(execute(topo.source, replies)) == expected
+    wait_for(lambda: sorted(execute(topo.far, replies)) == expected, what="replies replicated")
+    assert marks(topo.source) == []  # marks stay where the agent listens
+
+
+def test_a_listener_survives_an_immediate_restart_of_its_cluster(
+    topo: Topo, remote: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="agentchat.agent")
+    running = start(Agent("graybeard", topo.far, poll_interval=0.5))
+    sent: list[int] = []
+    stop_writing = threading.Event()
+
+    def writer() -> None:
+        while not stop_writing.is_set() and len(sent) < 150:
+            sent.append(messaging.send(topo.source, sender="nova", message="x", to=["graybeard"]))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait_for(lambda: len(marks(topo.far)) >= 10, what="the first deliveries")
+        remote.restart(mode="immediate")
+        thread.join(60)
+        wait_for(lambda: len(marks(topo.far)) == len(sent), timeout=60, what="every message")
+    finally:
+        stop_writing.set()
+        thread.join(10)
+        running.stop()
+    assert len(sent) == 150
+    assert [m[0] for m in marks(topo.far)] == sorted(sent)  # each recorded once (primary key)
+    assert set(running.seen) == set(sent)
+    assert any("connection lost" in r.getMessage() for r in caplog.records)
+
+
+def test_five_agents_on_three_databases_exchange_a_thousand_messages(topo: Topo) -> None:
+    homes = {
+        "nova": topo.source, "atlas": topo.source,
+        "graybeard": topo.local, "sage": topo.local,
+        "echo": topo.far,
+    }  # fmt: skip
+    # answer every message that is not itself a reply (no ping-pong)
+    agents = {
+        name: start(
+            Agent(name, dsn, poll_interval=1),
+            reply=lambda m: None if m.reply_to else f"re {m.id}",
+        )
+        for name, dsn in homes.items()
+    }
+    rng = random.Random(7)
+    plan = [(rng.choice(list(homes)), i) for i in range(1000)]
+    originals: dict[int, tuple[str, list[str]]] = {}
+
+    def sender(name: str) -> None:
+        me = Agent(name, homes[name])
+        with me:
+            for who, i in plan:
+                if who == name:
+                    others = [n for n in homes if n != name]
+                    to = rng.sample(others, k=1 + i % 2)
+                    originals[me.send(f"message {i}", to=to)] = (name, to)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in homes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(originals) == 1000
+    expected = {(msg_id, to) for msg_id, (_s, tos) in originals.items() for to in tos}
+
+    def replies() -> list[tuple[object, ...]]:
+        return execute(
+            topo.source,
+            "SELECT id, reply_to, sender, mentions FROM agent_chat WHERE reply_to IS NOT NULL",
+        )
+
+    try:
+        wait_for(lambda: len(replies()) >= len(expected), timeout=180, what="every reply")
+        # every reply reaches the original sender: one more delivery each
+        total = 2 * len(expected)
+        wait_for(
+            lambda: sum(len(marks(d)) for d in (topo.source, topo.local, topo.far)) >= total,
+            timeout=180,
+            what="every delivery",
+        )
+    finally:
+        for running in agents.values():
+            running.stop()
+
+    reply_rows = replies()
+    by_reply = {(int(str(r[1])), str(r[2])) for r in reply_rows}
+    assert len(reply_rows) == len(expected) and by_reply == expected  # one reply per delivery
+    for r in reply_rows:
+        assert list(r[3]) == [originals[int(str(r[1]))][0]]  # addressed to the original sender
+    recorded = Counter(
+        (chat_id, agent)
+        for d in {topo.source, topo.local, topo.far}
+        for chat_id, agent, _status in marks(d)
+        if homes[agent] == d
+    )
+    wanted = expected | {(int(str(r[0])), originals[int(str(r[1]))][0]) for r in reply_rows}
+    assert set(recorded) == wanted and set(recorded.values()) == {1}
+    handled = Counter((m, name) for name, running in agents.items() for m in running.seen)
+    assert set(handled) == wanted and set(handled.values()) == {1}  # no crash: once each
+
+
+def test_two_listeners_of_one_agent_never_share_a_message(db: str) -> None:
+    install.install(db)
+    first, second = (start(Agent("graybeard", db, poll_interval=0.2)) for _ in range(2))
+    sent = [messaging.send(db, sender="nova", message="x", to=["*"]) for _ in range(200)]
+    try:
+        wait_for(lambda: len(marks(db)) == 200, what="every message")
+    finally:
+        first.stop()
+        second.stop()
+    assert sorted(first.seen + second.seen) == sent
+
+
+def test_leaving_the_loop_early_redelivers_the_message(db: str) -> None:
+    install.install(db)
+    sent = [messaging.send(db, sender="nova", message=f"m{i}", to=["graybeard"]) for i in range(3)]
+    with Agent("graybeard", db) as agent:
+        for msg in agent.messages(idle_timeout=0):
+            msg.reply("handled, then the process died")
+            break  # the mark and the reply roll back together
+    assert marks(db) == []
+    assert execute(db, "SELECT count(*) FROM agent_chat WHERE reply_to IS NOT NULL") == [(0,)]
+    with Agent("graybeard", db) as agent:
+        got = [m.id for m in agent.messages(idle_timeout=0)]
+    assert got == sent
+    assert [s for _i, _a, s in marks(db)] == ["routed"] * 3
+
+
+def test_replies_at_the_source_are_not_posted_twice_on_redelivery(topo: Topo) -> None:
+    msg_id = messaging.send(topo.source, sender="nova", message="question", to=["graybeard"])
+    wait_for(lambda: execute(topo.local, "SELECT count(*) FROM agent_chat") == [(1,)])
+    with Agent("graybeard", topo.local) as agent:
+        assert not agent.sends_locally
+        for msg in agent.messages(idle_timeout=0):
+            msg.reply("one")
+            msg.reply("two")
+            break  # "crash": the replies are at the source, the mark rolled back
+    with Agent("graybeard", topo.local) as agent:
+        handled = agent.run(lambda m: (m.reply("one"), "two")[1], idle_timeout=0)
+    assert handled == 1
+    rows = execute(topo.source, "SELECT message FROM agent_chat WHERE reply_to = %s ORDER BY id",
+                   (msg_id,))  # fmt: skip
+    assert rows == [("one",), ("two",)]
+    assert marks(topo.local) == [(msg_id, "graybeard", "responded")]
+
+
+def test_a_failing_handler_is_recorded_and_the_rest_proceed(db: str) -> None:
+    install.install(db)
+    sent = [messaging.send(db, sender="nova", message=t, to=["graybeard"]) for t in "abc"]
+
+    def handler(msg: Message) -> str | None:
+        if msg.message == "b":
+            raise ValueError("cannot handle b")
+        return None
+
+    with Agent("graybeard", db) as agent:
+        assert agent.run(handler, idle_timeout=0) == 3
+    assert marks(db) == [(sent[0], "graybeard", "routed"), (sent[1], "graybeard", "failed"),
+                         (sent[2], "graybeard", "routed")]  # fmt: skip
+    [(error,)] = execute(db, "SELECT error FROM agent_chat_processed WHERE status = 'failed'")
+    assert error == "ValueError: cannot handle b"
+
+
+def test_the_asyncio_agent(topo: Topo) -> None:
+    sent = [messaging.send(topo.source, sender="nova", message=f"a{i}", to=["sage"])
+            for i in range(4)]  # fmt: skip
+    wait_for(lambda: execute(topo.far, "SELECT count(*) FROM agent_chat") == [(4,)])
+
+    async def main() -> tuple[list[int], int]:
+        got = []
+        async with AsyncAgent("sage", topo.far, poll_interval=0.2) as agent:
+            async for msg in agent.messages(limit=2):
+                got.append(msg.id)
+                await msg.areply(f"async re {msg.message}")
+
+            async def handler(msg: Message) -> str:
+                await asyncio.sleep(0)
+                return f"handler re {msg.message}"
+
+            handled = await agent.run(handler, limit=2)
+            later = await agent.send("new", to=["nova"])
+            assert later > max(sent)
+        return got, handled
+
+    got, handled = asyncio.run(main())
+    assert got == sent[:2] and handled == 2
+    assert [s for _i, _a, s in marks(topo.far)] == ["responded"] * 4
+    replies = execute(
+        topo.source, "SELECT reply_to, message FROM agent_chat WHERE sender = 'sage' ORDER BY id"
+    )
+    assert replies == [
+        (sent[0], "async re a0"), (sent[1], "async re a1"),
+        (sent[2], "handler re a2"), (sent[3], "handler re a3"), (None, "new"),
+    ]  # fmt: skip
+
+
+def test_prune_removes_marks_and_embeddings_on_every_database(
+    topo: Topo, hub: Cluster, remote: Cluster
+) -> None:
+    old = [messaging.send(topo.source, sender="nova", message=f"old {i}", to=["*"])
+           for i in range(5)]  # fmt: skip
+    new = messaging.send(topo.source, sender="nova", message="new", to=["*"])
+    execute(topo.source, "UPDATE agent_chat SET created_at = now() - interval '30 days'"
+            " WHERE id = ANY(%s)", (old,))  # fmt: skip
+    for replica in (topo.local, topo.far):
+        wait_for(lambda r=replica: execute(r, "SELECT count(*) FROM agent_chat") == [(6,)])
+        with Agent("graybeard", replica) as agent:
+            assert [m.id for m in agent.messages(idle_timeout=0)] == [*old, new]
+    with Agent("graybeard", topo.source) as agent:
+        assert agent.run(lambda m: None, idle_timeout=0) == 6
+    logs = {c: c.log.stat().st_size for c in (hub, remote)}
+    embedding_rows = "SELECT count(*) FROM memory_embeddings"
+    assert all(execute(d, embedding_rows) == [(6,)] for d in vars(topo).values())
+
+    result = messaging.prune(topo.source, older_than=dt.timedelta(days=7))
+    assert result.deleted == 5 and not result.dry_run
+
+    for d in vars(topo).values():
+        wait_for(lambda d=d: execute(d, "SELECT id FROM agent_chat") == [(new,)], what="prune")
+        wait_for(lambda d=d: marks(d) == [(new, "graybeard", "routed")], what="marks pruned")
+        wait_for(lambda d=d: execute(d, embedding_rows) == [(1,)], what="embeddings pruned")
+    for cluster, start_at in logs.items():
+        tail = cluster.log_tail(100000, since=start_at)
+        assert "ERROR" not in tail and "conflict" not in tail, tail
+    with pytest.raises(Exception, match="is a replica"):
+        messaging.prune(topo.local, older_than=dt.timedelta(0))
+
+
+@pytest.fixture
+def no_source_recorded(topo: Topo) -> Iterator[str]:
+    execute(topo.local, "DELETE FROM agentchat_settings WHERE key = 'source_conninfo'")
+    yield topo.local
+
+
+def test_a_replica_without_a_recorded_source_says_how_to_send(
+    no_source_recorded: str, topo: Topo
+) -> None:
+    with pytest.raises(Exception, match="--send-dsn"):
+        messaging.send(no_source_recorded, sender="sage", message="hi", to=["nova"])
+    msg_id = messaging.send(
+        no_source_recorded, sender="sage", message="hi", to=["nova"], send_dsn=topo.source
+    )
+    assert execute(topo.source, "SELECT sender FROM agent_chat WHERE id = %s", (msg_id,)) == [
+        ("sage",)
+    ]
+    helpers.wait_for(lambda: execute(topo.local, "SELECT count(*) FROM agent_chat") == [(1,)])
+
+
+def test_a_forged_notification_wakes_but_never_misdelivers(db: str) -> None:
+    install.install(db)
+    other = messaging.send(db, sender="nova", message="for atlas only", to=["atlas"])
+    mine = messaging.send(db, sender="nova", message="for sage", to=["sage"])
+    agent = Agent("sage", db, poll_interval=300)
+    running = start(agent)
+    try:
+        wait_for(lambda: running.seen == [mine], what="the catch-up")
+        forged = f'{{"id": {other}, "channel": "general", "sender": "nova", "mentions": ["sage"]}}'
+        execute(db, "SELECT pg_notify('agent_chat', %s)", (forged,))
+        later = messaging.send(db, sender="nova", message="again", to=["sage"])
+        wait_for(lambda: running.seen == [mine, later], what="the next message")
+    finally:
+        running.stop()
+    assert marks(db) == [(mine, "sage", "routed"), (later, "sage", "routed")]
+
+
+def test_a_reply_by_hand_never_hides_a_delivery_reply_on_a_replica(topo: Topo) -> None:
+    asked = messaging.send(topo.source, sender="nova", message="question", to=["graybeard"])
+    wait_for(lambda: execute(topo.local, "SELECT count(*) FROM agent_chat") == [(1,)])
+    by_hand = messaging.send(topo.local, sender="graybeard", message="on it", to=["nova"],
+                             reply_to=asked)  # fmt: skip
+    with Agent("graybeard", topo.local) as agent:
+        assert agent.run(lambda m: "the answer", idle_timeout=0) == 1
+    rows = execute(topo.source, "SELECT id, message, reply_key FROM agent_chat"
+                   " WHERE reply_to = %s ORDER BY id", (asked,))  # fmt: skip
+    assert rows[0] == (by_hand, "on it", None)
+    assert [r[1:] for r in rows[1:]] == [("the answer", f"graybeard:{asked}:1")]
