@@ -19,6 +19,25 @@ from agentchat.server import Cluster
 from tests import helpers
 
 VERSIONS = [int(v) for v in os.environ.get("AGENTCHAT_PG_VERSIONS", "18").split(",") if v]
+#: the commands as users run them and the docs: agentchat's own surface, the same on every
+#: server version, so they run on the newest one only (AGENTCHAT_ALL_VERSIONS=1: on each); the
+#: library against each server version is what tests/integration/ covers
+NEWEST_ONLY = ("tests/cli/", "tests/test_docs.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if len(VERSIONS) < 2 or os.environ.get("AGENTCHAT_ALL_VERSIONS"):
+        return
+    newest = max(VERSIONS)
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        version = callspec.params.get("pg_version") if callspec is not None else None
+        older = version is not None and version != newest
+        (drop if older and item.nodeid.startswith(NEWEST_ONLY) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from agentchat import _db, errors, policy, schema
+from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.policy import EMBED_TRIGGER, GUARD_TRIGGER, NOTIFY_TRIGGER, Mode
 from agentchat.sql import queries
 
@@ -94,6 +95,17 @@ class SlotFacts:
     lag_bytes: int | None
 
 
+@dataclass(frozen=True)
+class EmbeddingFacts:
+    """memory_embeddings of one database: rows with a vector, queued, failing, models."""
+
+    mode: EmbeddingMode
+    embedded: int
+    queued: int
+    failing: int
+    models: tuple[str, ...]
+
+
 @dataclass
 class DatabaseFacts:
     """Everything status needs to know about one database."""
@@ -111,6 +123,11 @@ class DatabaseFacts:
     triggers: list[policy.TriggerStatus] = field(default_factory=list)
     subscriptions: list[SubscriptionFacts] = field(default_factory=list)
     slots: list[SlotFacts] = field(default_factory=list)
+    embeddings: EmbeddingFacts | None = None
+
+    @property
+    def embedding_mode(self) -> EmbeddingMode | None:
+        return self.embeddings.mode if self.embeddings else None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -148,6 +165,15 @@ class DatabaseFacts:
                 }
                 for s in self.slots
             ],
+            "embeddings": None
+            if self.embeddings is None
+            else {
+                "mode": self.embeddings.mode.value,
+                "embedded": self.embeddings.embedded,
+                "queued": self.embeddings.queued,
+                "failing": self.embeddings.failing,
+                "models": list(self.embeddings.models),
+            },
         }
 
 
@@ -182,6 +208,13 @@ def gather(conninfo: str) -> DatabaseFacts:
                 )
             ]
             facts.slots = [SlotFacts(*r) for r in conn.execute(queries["slot_facts"])]
+            if facts.schema_version >= 4:
+                row = conn.execute(queries["embedding_facts"]).fetchone()
+                assert row is not None
+                mode = embedding_mode(conn, facts.role)
+                facts.embeddings = EmbeddingFacts(
+                    mode, int(row[0]), int(row[1]), int(row[2]), tuple(row[3])
+                )
     except errors.AgentchatError as exc:
         facts.reachable, facts.error = False, exc.message
     except psycopg.Error as exc:
@@ -238,7 +271,25 @@ def judge(facts: DatabaseFacts, *, wal_threshold: int = DEFAULT_WAL_THRESHOLD) -
         checks += _judge_subscription(db, sub)
     for slot in facts.slots:
         checks.append(_judge_slot(db, slot, wal_threshold))
+    if facts.embeddings is not None:
+        checks.append(_judge_embeddings(db, facts.embeddings))
     return checks
+
+
+def _judge_embeddings(db: str, e: EmbeddingFacts) -> Check:
+    models = f", model {', '.join(e.models)}" if e.models else ""
+    detail = (
+        f"{e.mode.value} ({e.mode.description}); {e.embedded} embedded, {e.queued} queued{models}"
+    )
+    if e.failing:
+        return Check(
+            db, "embeddings", Verdict.DEGRADED,
+            f"{detail}; {e.failing} failing (retried with backoff)",
+            "SELECT source_id, attempts, last_error FROM memory_embeddings WHERE attempts > 0"
+            " AND embedding IS NULL; fix the embedder, the worker retries them",
+            subject=e.mode.value,
+        )  # fmt: skip
+    return Check(db, "embeddings", Verdict.OK, detail, subject=e.mode.value)
 
 
 def _judge_trigger(db: str, facts: DatabaseFacts, t: policy.TriggerStatus) -> Check:

@@ -20,6 +20,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentchat import _db, errors, policy, schema
+from agentchat.embeddings.mode import SETTING as EMBED_REPLICATED_SETTING
+from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.sql import Migration, load_migrations, queries
 
 
@@ -36,6 +38,8 @@ class InstallReport:
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
     statements: list[str] = field(default_factory=list)
+    #: where this database's chat embeddings come from (None in a dry run of a new database)
+    embedding_mode: EmbeddingMode | None = None
 
     @property
     def role(self) -> policy.Role:
@@ -60,6 +64,7 @@ class InstallReport:
                 for c in self.changes
             ],
             "warnings": self.warnings,
+            "embedding_mode": self.embedding_mode.value if self.embedding_mode else None,
             **({"sql": self.statements} if self.dry_run else {}),
         }
 
@@ -71,12 +76,16 @@ def install(
     create: bool = True,
     dry_run: bool = False,
     dimension: int | None = None,
+    embed_replicated: bool | None = None,
     migrations: Sequence[Migration] | None = None,
 ) -> InstallReport:
     """Install or upgrade agentchat in one database and set its triggers by the policy.
 
     *dimension* (default 384) fixes the embedding vector size at the first install; giving a
     different one for an installed database is an error, never a silent no-op.
+    *embed_replicated*: on a replica, True makes its embedding worker embed the replicated
+    messages (for a source that runs no worker), False goes back to receiving the source's
+    embeddings; None keeps what was set.
     """
     if dimension is not None:
         schema.validate_dimension(dimension)
@@ -102,7 +111,7 @@ def install(
 
     try:
         with conn:
-            _install_into(conn, report, dimension, migrations)
+            _install_into(conn, report, dimension, migrations, embed_replicated)
     except BaseException:
         conn.close()
         if report.created:
@@ -116,8 +125,15 @@ def _install_into(
     report: InstallReport,
     dimension: int | None,
     migrations: Sequence[Migration] | None = None,
+    embed_replicated: bool | None = None,
 ) -> None:
     try:
+        if embed_replicated and not policy.read_role(conn).is_subscriber:
+            raise errors.InvalidInput(
+                f"{report.database!r} is not a replica (no agent_chat subscription):"
+                " --embed-replicated is for replicas whose source runs no embedding worker",
+                fix="messages written here are embedded here already; leave the option out",
+            )
         fixed = schema.embedding_dimension(conn)
         if dimension is not None and fixed is not None and fixed != dimension:
             raise errors.InvalidInput(
@@ -157,6 +173,8 @@ def _install_into(
             report.changes = policy.apply_policy(conn, report.facts)
             if report.schema_version >= 2:
                 _record_source(conn, report.facts)
+                _set_embed_replicated(conn, embed_replicated)
+            report.embedding_mode = embedding_mode(conn, report.facts)
     except psycopg.Error as exc:
         raise _db.translate(exc) from None
 
@@ -182,6 +200,13 @@ def _record_source(conn: _db.Connection, facts: policy.RoleFacts) -> None:
             conn.execute(queries["setting_delete"], (key,))
         else:
             conn.execute(queries["setting_put"], (key, value))
+
+
+def _set_embed_replicated(conn: _db.Connection, wanted: bool | None) -> None:
+    if wanted is True:
+        conn.execute(queries["setting_put"], (EMBED_REPLICATED_SETTING, "on"))
+    elif wanted is False:
+        conn.execute(queries["setting_delete"], (EMBED_REPLICATED_SETTING,))
 
 
 def _subscription_conninfo(conn: _db.Connection, subscription: str) -> str | None:

@@ -58,6 +58,7 @@ class SourceFacts:
     can_create_role: bool
     system_id: str
     schema_version: int | None  # None: not readable by this role
+    embedding_dimension: int | None = None  # None: not installed
 
 
 @dataclass(frozen=True)
@@ -68,18 +69,21 @@ class TargetFacts:
     is_superuser: bool
     system_id: str
     schema_version: int | None  # None: not readable by this role
+    embedding_dimension: int | None = None  # None: not installed
 
 
 def source_facts(conn: _db.Connection) -> SourceFacts:
     row = conn.cursor(row_factory=dict_row).execute(queries["source_facts"]).fetchone()
     assert row is not None
-    return SourceFacts(**row, schema_version=_schema_version(conn))
+    return SourceFacts(**row, schema_version=_schema_version(conn),
+                       embedding_dimension=schema.embedding_dimension(conn))  # fmt: skip
 
 
 def target_facts(conn: _db.Connection) -> TargetFacts:
     row = conn.cursor(row_factory=dict_row).execute(queries["target_facts"]).fetchone()
     assert row is not None
-    return TargetFacts(**row, schema_version=_schema_version(conn))
+    return TargetFacts(**row, schema_version=_schema_version(conn),
+                       embedding_dimension=schema.embedding_dimension(conn))  # fmt: skip
 
 
 def _schema_version(conn: _db.Connection) -> int | None:
@@ -156,6 +160,16 @@ def judge(source: SourceFacts, target: TargetFacts, *, new_slot: bool) -> list[F
             source.schema_version != 0,
             "agent_chat is not installed on the source",
             "run `agentchat install` on the source database first",
+        ),
+        Finding(
+            "embedding_dimension",
+            None in (source.embedding_dimension, target.embedding_dimension)
+            or source.embedding_dimension == target.embedding_dimension,
+            f"the target's memory_embeddings holds {target.embedding_dimension}-dimension"
+            f" vectors, the source's {source.embedding_dimension}: the first embedding to"
+            " arrive would stop the subscription",
+            f"use a target installed with --dimension {source.embedding_dimension} (a new"
+            " database: replicate add creates a missing one with the source's dimension)",
         ),
     ]
 

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import conninfo as _conninfo
 from psycopg import sql
 
-from agentchat import _db, errors
+from agentchat import _db, errors, schema
 from agentchat import install as installer
 from agentchat.passfile import read_passfile, write_passfile
 from agentchat.preflight import (
@@ -177,8 +177,9 @@ def add(
         target_created = False
         try:
             tgt = stack.enter_context(_db.connect(target_info))
-        except errors.DatabaseMissing:
-            target_created = installer.install(target_info).created
+        except errors.DatabaseMissing:  # made with the source's embedding dimension
+            dimension = schema.embedding_dimension(src)
+            target_created = installer.install(target_info, dimension=dimension).created
             tgt = stack.enter_context(_db.connect(target_info))
         try:
             return _add(
@@ -259,7 +260,9 @@ def _add(
     # rows carrying the source's schema must find it on the target: bring the target up first
     if (t_facts.schema_version or 0) < (s_facts.schema_version or 0):
         progress("prepare", f"bringing {result.target} to schema {s_facts.schema_version}")
-        installer.install(target_dsn)
+        installer.install(
+            target_dsn, dimension=t_facts.embedding_dimension or s_facts.embedding_dimension
+        )
 
     undo = _Undo()
     try:

@@ -50,12 +50,12 @@ def test_install_report_and_rerun(hub: Cluster, fresh_name: str) -> None:
     first = run_cli("install", "--database", fresh_name, env=pg_env(hub))
     assert first.returncode == 0, first.stderr
     assert "created    yes" in first.stdout
-    assert "applied 0001_initial, 0002_replication, 0003_messaging" in first.stdout
+    assert "applied 0001_initial, 0002_replication, 0003_messaging, 0004_embeddings" in first.stdout
     assert "role       plain" in first.stdout
     second = run_cli("install", "--database", fresh_name, "--json", env=pg_env(hub))
     report = json.loads(second.stdout)
     assert report["created"] is False and report["applied"] == [] and report["changes"] == []
-    assert report["role"] == "plain" and report["schema_version"] == 3
+    assert report["role"] == "plain" and report["schema_version"] == 4
 
 
 def test_install_with_dsn_uri(hub: Cluster, fresh_name: str) -> None:

@@ -18,6 +18,7 @@ from agentchat import __version__, errors
 from agentchat.cli import _output
 from agentchat.cli.agents import listen, prune, send
 from agentchat.cli.demo import demo
+from agentchat.cli.embeddings import embed_worker, search_command
 from agentchat.cli.install import install, triggers
 from agentchat.cli.ops import doctor, status, upgrade, verify
 from agentchat.cli.replicate import replicate
@@ -34,7 +35,7 @@ cli.add_command(install)
 cli.add_command(triggers)
 cli.add_command(server)
 cli.add_command(replicate)
-for command in (status, doctor, verify, upgrade, send, listen, prune):
+for command in (status, doctor, verify, upgrade, send, listen, prune, embed_worker, search_command):
     cli.add_command(command)
 cli.add_command(demo)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -63,3 +66,22 @@ def progress(quiet: bool = False) -> Iterator[Callable[[str, str], None]]:
             status.update(f"[bold]{step}[/bold]: {detail}")
 
         yield report
+
+
+class _WarningLines(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        warning(record.getMessage())
+
+
+def log_warnings(logger_name: str) -> None:
+    """The library's warnings from *logger_name* as ``agentchat: warning:`` lines on stderr."""
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(_WarningLines())
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+def stop_on_sigterm(stop: Callable[[], None]) -> None:
+    """Call *stop* on SIGTERM, from a thread: a signal handler must not take locks that the
+    code it interrupted may hold."""
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: threading.Thread(target=stop).start())

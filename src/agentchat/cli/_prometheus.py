@@ -25,6 +25,9 @@ _HELP = {
     "agentchat_slot_active": ("gauge", "1 if a walsender uses the slot"),
     "agentchat_slot_retained_bytes": ("gauge", "WAL the slot holds back"),
     "agentchat_slot_lag_bytes": ("gauge", "WAL not yet confirmed by the subscriber"),
+    "agentchat_embeddings_rows": ("gauge", "memory_embeddings rows with a vector"),
+    "agentchat_embeddings_queued": ("gauge", "memory_embeddings rows waiting for a vector"),
+    "agentchat_embeddings_failing": ("gauge", "queued rows whose embedding failed at least once"),
 }
 
 
@@ -72,6 +75,11 @@ def _samples(report: health.Report) -> Iterable[tuple[str, str, float]]:
             yield "agentchat_slot_active", labels, float(slot.active)
             yield "agentchat_slot_retained_bytes", labels, float(slot.retained_bytes or 0)
             yield "agentchat_slot_lag_bytes", labels, float(slot.lag_bytes or 0)
+        if facts.embeddings is not None:
+            labels = _labels(**where, mode=facts.embeddings.mode.value)
+            yield "agentchat_embeddings_rows", labels, float(facts.embeddings.embedded)
+            yield "agentchat_embeddings_queued", labels, float(facts.embeddings.queued)
+            yield "agentchat_embeddings_failing", labels, float(facts.embeddings.failing)
 
 
 def render(report: health.Report) -> str:

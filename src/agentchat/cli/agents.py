@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import click
@@ -139,11 +136,6 @@ class _Exec:
         sys.stdout.flush()
 
 
-class _WarningLines(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        _output.warning(record.getMessage())
-
-
 @click.command()
 @_options.connection
 @click.option("--as", "agent_name", required=True, metavar="NAME", help="The listening agent.")
@@ -191,11 +183,8 @@ def listen(
         agent_name, _db.make_conninfo(dsn, dbname=database), send_dsn=send_dsn, channel=channel,
         poll_interval=poll_interval,
     )  # fmt: skip
-    logger = logging.getLogger("agentchat.agent")
-    logger.addHandler(_WarningLines())
-    logger.propagate = False
-    # stop from a thread: a signal handler must not take locks the interrupted code may hold
-    signal.signal(signal.SIGTERM, lambda _sig, _frame: threading.Thread(target=agent.stop).start())
+    _output.log_warnings("agentchat.agent")
+    _output.stop_on_sigterm(agent.stop)
     with agent:
         idle = 0.0 if once else idle_timeout
         if command is not None:

@@ -1,39 +1,207 @@
-"""``agentchat demo``: the main job in one command (grows with each capability)."""
+"""``agentchat demo``: the main job in one command, on an embedded PostgreSQL.
+
+A private cluster with the seed's layout: ``nova_memory`` (the hub, where agents write),
+``graybeard_memory`` and ``sage_memory`` (agent databases that replicate it). Agents converse
+through it, live and timed; then the trigger table of each database, ``status``, ``verify``
+and, with the embeddings extra, a semantic search on a replica. It starts from a fresh cluster
+every time and removes it at the end, unless ``--keep``.
+"""
 
 from __future__ import annotations
 
+import shutil
+import time
 from pathlib import Path
 
 import click
 
-from agentchat import _db, policy
+from agentchat import _db, health, policy, replication, topology
 from agentchat import install as installer
+from agentchat import server as embedded
+from agentchat import verify as verify_mod
 from agentchat.cli import _output
-from agentchat.cli.install import render_report, render_triggers
-from agentchat.cli.server import cluster_options, get_cluster
+from agentchat.cli.install import render_triggers
+from agentchat.cli.ops import render_status
+from agentchat.cli.server import cluster_options, default_data_dir
+from agentchat.demo import Conversation, Timeline, scripted, wait_for
+
+HUB = "nova_memory"
+AGENTS = {"nova": HUB, "graybeard": "graybeard_memory", "sage": "sage_memory"}
+#: what each agent answers, by a word in the message it answers (one answer per message, so
+#: the conversation, and its ids, are the same on every run)
+SCRIPTS = {
+    "graybeard": {
+        "backup": "On it. The backup volume is full: I am clearing last month's snapshots."
+    },
+    "sage": {
+        "alert": "Done: an alert now fires when a disk is 80% full.",
+        "standup": "See you there.",
+    },
+    "nova": {"snapshots": "Thanks, graybeard. Tell me when the rerun is green."},
+}
+EXCHANGE = [
+    ("nova", "The nightly backup failed: the disk was full. Can you look at it?", ["graybeard"]),
+    ("nova", "Can you add an alert, so we hear of a full disk before the backup does?", ["sage"]),
+    ("nova", "Standup moves to 10:30 today.", ["*"]),
+]
+#: a paraphrase of the first message, sharing none of its key words
+QUERY = "storage ran out so the archive job broke"
+
+
+def _stage(number: int, title: str) -> None:
+    click.echo(f"\n{number}. {title}")
+
+
+def _line(timeline: Timeline, databases: list[str]) -> str:
+    to = ", ".join(timeline.to) or "nobody"
+    reply = f" (reply to #{timeline.reply_to})" if timeline.reply_to else ""
+    written = _short(timeline.written_on)
+    arrived = {_short(where): ms for where, ms in timeline.arrived.items()}
+    reached = ", ".join(
+        f"{db} {arrived[db]:.1f} ms" for db in databases if db != written and db in arrived
+    )
+    heard = ", ".join(
+        f"{agent} {timeline.handled[agent]:.1f} ms" for agent in AGENTS if agent in timeline.handled
+    )
+    return (
+        f"   #{timeline.id} {timeline.sender} -> {to}{reply}, written on {written}:"
+        f" {timeline.text}\n      reached {reached or '-'}; listener of {heard or '-'}"
+    )
+
+
+def _short(described: str) -> str:
+    """``database "x" on socket ...`` -> ``x``."""
+    return described.split('"')[1] if described.count('"') >= 2 else described
 
 
 @click.command()
 @cluster_options
 @click.option("--keep", is_flag=True, help="Leave the server running and print how to connect.")
-def demo(data_dir: Path | None, name: str, keep: bool) -> None:
-    """Start the embedded PostgreSQL, install nova_memory, show its trigger table."""
-    cluster = get_cluster(data_dir, "demo" if name == "default" else name)
-    click.echo(f"starting PostgreSQL in {cluster.directory} ...")
-    was_running = cluster.is_running()
+@click.option("--no-embeddings", is_flag=True, help="Skip the embeddings stage.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def demo(data_dir: Path | None, name: str, keep: bool, no_embeddings: bool, quiet: bool) -> None:
+    """Three agents on three databases, talking through logical replication; then status,
+    verify and a semantic search on a replica. Runs on a private PostgreSQL it starts."""
+    began = time.monotonic()
+    root = (data_dir or default_data_dir()) / ("demo" if name == "default" else name)
+    cluster = embedded.Cluster(root, ephemeral=True)
+    if cluster.initialized:
+        cluster.destroy()  # the demo's own cluster, left by an earlier --keep: start afresh
+    click.echo("agentchat demo: agents on three databases, talking through logical replication")
+    _stage(1, "PostgreSQL")
     cluster.start()
     try:
-        click.echo(f"installing agentchat into nova_memory on {cluster.uri('nova_memory')}")
-        report = installer.install(cluster.conninfo(), database="nova_memory")
-        for line in report.warnings:
-            _output.warning(line)
-        click.echo(render_report(report))
-        with _db.connection(cluster.conninfo("nova_memory")) as conn:
+        _run(cluster, no_embeddings=no_embeddings, quiet=quiet)
+    except BaseException:
+        if not keep:
+            cluster.destroy()
+        raise
+    if keep:
+        click.echo(f"\nserver left running in {cluster.directory}; connect with:")
+        for db in dict.fromkeys(AGENTS.values()):
+            click.echo(f"  psql '{cluster.uri(db)}'")
+        click.echo(
+            f"stop it with: agentchat server stop --data-dir {root.parent} --name {root.name}"
+        )
+    else:
+        cluster.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+        click.echo(f"\ndone in {time.monotonic() - began:.1f} s; server stopped and removed")
+
+
+def _run(cluster: embedded.Cluster, *, no_embeddings: bool, quiet: bool) -> None:
+    click.echo(f"   PostgreSQL {cluster.version} in {cluster.directory}, wal_level = logical")
+    dsns = {db: cluster.conninfo(db) for db in dict.fromkeys(AGENTS.values())}
+    hub = dsns[HUB]
+
+    _stage(2, "Databases: agentchat installed into each")
+    for db, dsn in dsns.items():
+        done = installer.install(dsn)
+        click.echo(f"   {db:<17} schema version {done.schema_version}, role {done.role.value}")
+
+    _stage(3, f"Replication: {HUB} -> each agent database (publication, slot, subscription)")
+    topo = topology.load(cluster.directory / "agentchat.toml")
+    with _output.progress(quiet) as progress:
+        for db, dsn in dsns.items():
+            if db == HUB:
+                continue
+            result = replication.add(hub, dsn, topology=topo, timeout=60, progress=progress)
+            click.echo(f"   {HUB} -> {db}: subscription {result.subscription}, slot {result.slot}")
+    for db, dsn in dsns.items():
+        with _db.connection(dsn) as conn:
             facts = policy.read_role(conn)
-            click.echo(render_triggers(policy.trigger_report(conn, facts), facts))
-        if keep:
-            click.echo(f"server left running; connect with: psql '{cluster.uri('nova_memory')}'")
-    finally:
-        if not keep and not was_running:
-            cluster.stop()
-            click.echo("server stopped")
+        click.echo(f"   {db:<17} role {facts.role.value}")
+
+    _stage(4, "Agents talk: each agent's listener on its own database, replies go to the hub")
+    click.echo("   (ms after the message was committed: when it reached each database, and when")
+    click.echo("   each addressee's listener was notified and handed it to the agent)")
+    homes = {agent: dsns[db] for agent, db in AGENTS.items()}
+    scripts = {agent: scripted(answers) for agent, answers in SCRIPTS.items()}
+    with Conversation(hub, homes, scripts) as talk:
+        for sender, text, to in EXCHANGE:
+            for timeline in talk.say(sender, text, to=to):
+                click.echo(_line(timeline, list(dsns)))
+
+    _stage(5, "Triggers: the seed's status query, with the policy's verdict")
+    for db, dsn in dsns.items():
+        with _db.connection(dsn) as conn:
+            facts = policy.read_role(conn)
+            rows = policy.trigger_report(conn, facts)
+        click.echo(f"   {db}")
+        click.echo("\n".join("   " + line for line in render_triggers(rows, facts).splitlines()))
+
+    _stage(6, "Status of the topology (agentchat status)")
+    report = health.status(list(dsns.values()))
+    click.echo(
+        "\n".join("   " + line for line in render_status(report, verbose=False).splitlines())
+    )
+
+    _stage(7, "Verify: a probe through each replica (agentchat verify)")
+    for db, dsn in dsns.items():
+        if db == HUB:
+            continue
+        probe = verify_mod.verify(hub, dsn)
+        state = "ok" if probe.ok else f"FAILED: {probe.error or 'see agentchat verify'}"
+        click.echo(f"   {db}: arrived in {probe.arrival_ms or 0:.1f} ms, NOTIFY in"
+                   f" {probe.notify_ms or 0:.1f} ms, {probe.embedding_rows} embedding row(s)"
+                   f" [{state}]")  # fmt: skip
+
+    _stage(8, "Embeddings: computed once at the hub, replicated, searched on a replica")
+    if no_embeddings:
+        click.echo("   skipped (--no-embeddings)")
+        return
+    _embeddings(dsns, quiet=quiet)
+
+
+def _embeddings(dsns: dict[str, str], *, quiet: bool) -> None:
+    from agentchat import errors
+    from agentchat.embeddings import LocalEmbedder, Worker, search
+    from agentchat.sql import queries
+
+    try:
+        embedder = LocalEmbedder()
+    except errors.ConfigError as exc:
+        click.echo(f"   skipped: {exc}")
+        return
+    hub = dsns[HUB]
+    with _output.progress(quiet) as progress:
+        stats = Worker(
+            hub, embedder, progress=lambda s: progress("embedding", f"{s.embedded} rows")
+        ).run(once=True)
+    click.echo(f"   {HUB}: embedded {stats.embedded} messages ({embedder.model})")
+    for db, dsn in dsns.items():
+        if db == HUB:
+            continue
+
+        def arrived(dsn: str = dsn) -> bool:
+            with _db.connection(dsn) as conn:
+                row = conn.execute(queries["embedding_facts"]).fetchone()
+            return row is not None and int(row[0]) >= stats.embedded
+
+        wait_for(arrived, 30, f"the embeddings to reach {db}")
+        click.echo(f"   {db}: {stats.embedded} embeddings arrived by replication")
+    replica = next(db for db in dsns if db != HUB)
+    click.echo(f'   search on {replica} for "{QUERY}":')
+    for hit in search(dsns[replica], QUERY, embedder, limit=3):
+        msg = hit.message
+        click.echo(f"     {hit.score:.3f}  #{msg.id} {msg.sender}: {msg.message}")

@@ -19,6 +19,11 @@ from agentchat.cli import _options, _output
     "--dimension", type=click.IntRange(1, 2000), default=None,
     help="Embedding vector dimension, fixed at first install [default: 384].",
 )  # fmt: skip
+@click.option(
+    "--embed-replicated/--no-embed-replicated", default=None,
+    help="On a replica: embed replicated messages here (for a source that runs no embedding"
+    " worker), or go back to receiving the source's embeddings [default: unchanged].",
+)  # fmt: skip
 @_options.json_flag
 def install(
     dsn: str | None,
@@ -26,6 +31,7 @@ def install(
     no_create: bool,
     dry_run: bool,
     dimension: int | None,
+    embed_replicated: bool | None,
     as_json: bool,
 ) -> None:
     """Install agentchat into a database and set its triggers by the policy.
@@ -35,8 +41,9 @@ def install(
     run changes nothing.
     """
     report = installer.install(
-        dsn, database=database, create=not no_create, dry_run=dry_run, dimension=dimension
-    )
+        dsn, database=database, create=not no_create, dry_run=dry_run, dimension=dimension,
+        embed_replicated=embed_replicated,
+    )  # fmt: skip
     for line in report.warnings:
         _output.warning(line)
     if as_json:
@@ -65,6 +72,9 @@ def render_report(report: installer.InstallReport) -> str:
     elif facts.publications:
         role += f" (publications: {', '.join(facts.publications)})"
     lines.append(f"role       {role}")
+    if facts.is_subscriber and report.embedding_mode is not None:
+        mode = report.embedding_mode
+        lines.append(f"embeddings {mode.value}: {mode.description}")
     if not report.changes:
         lines.append("triggers   match the policy, nothing changed")
     for change in report.changes:

@@ -38,7 +38,7 @@ def _targets(dsns: tuple[str, ...], config: Path | None) -> tuple[list[str], top
     return [_db.make_conninfo(None)], topo
 
 
-def _render(report: health.Report, *, verbose: bool) -> str:
+def render_status(report: health.Report, *, verbose: bool) -> str:
     lines = []
     for facts in report.databases:
         role = facts.role.role.value if facts.reachable else "unreachable"
@@ -93,7 +93,7 @@ def status(
     elif fmt == "prometheus":
         click.echo(render_prometheus(report), nl=False)
     else:
-        click.echo(_render(report, verbose=verbose))
+        click.echo(render_status(report, verbose=verbose))
     return int(report.verdict)
 
 
@@ -130,7 +130,7 @@ def doctor(
     else:
         for line in fixed:
             click.echo(f"fixed: {line}")
-        click.echo(_render(report, verbose=False))
+        click.echo(render_status(report, verbose=False))
     return int(report.verdict)
 
 

@@ -1,0 +1,328 @@
+"""The embedding worker: drains the queue in ``memory_embeddings`` (rows with embedding NULL).
+
+    stats = Worker("dbname=nova_memory", make_embedder("local")).run(once=True)
+    stats.embedded, stats.failed
+
+Each of *concurrency* threads has its own connection and loops: claim a batch with
+``FOR UPDATE SKIP LOCKED`` in a transaction, embed it, write the vectors, commit. Rows another
+worker holds are skipped, so several workers (threads or processes) never embed a row twice; a
+worker that dies releases its rows with its transaction. A failure is recorded on the row
+(attempts, last_error, next_attempt_at with exponential backoff) and the rest of the queue goes
+on: a failing batch is retried row by row, so one bad row does not hold back the others.
+
+Workers wake on ``NOTIFY memory_embeddings`` (sent by the embed trigger) and also poll every
+*poll_interval* seconds: a lost notification costs at most that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from agentchat import _db, errors, policy, schema
+from agentchat.embeddings.embedders import Embedder
+from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
+from agentchat.sql import queries
+
+log = logging.getLogger("agentchat.embeddings")
+
+TRANSIENT: tuple[type[Exception], ...] = (psycopg.OperationalError, errors.ConnectionFailed)
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did, and the queue as it last looked."""
+
+    embedded: int = 0
+    #: failed attempts recorded on rows
+    failed: int = 0
+    batches: int = 0
+    #: queued rows due now, waiting for a retry, and with at least one failure (last count)
+    due: int = 0
+    retrying: int = 0
+    failing: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def rate(self) -> float:
+        """Rows embedded per second since the worker started."""
+        return self.embedded / self.elapsed if self.elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "embedded": self.embedded, "failed": self.failed, "batches": self.batches,
+            "backlog": self.due, "retrying": self.retrying, "failing": self.failing,
+            "seconds": round(self.elapsed, 3), "rate": round(self.rate, 1),
+        }  # fmt: skip
+
+
+def vector_text(vector: Sequence[float]) -> str:
+    """pgvector's text form, ``[0.1,0.2]``; refuses NaN and infinities."""
+    if not all(math.isfinite(x) for x in vector):
+        raise ValueError("the vector has NaN or infinite components")
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+def check_dimension(conn: _db.Connection, embedder: Embedder, where: str) -> int:
+    """The schema's vector dimension, or a clear error if the embedder's differs."""
+    fixed = schema.embedding_dimension(conn)
+    if fixed is None:
+        raise errors.ConfigError(f"agentchat is not installed in {where}", fix="agentchat install")
+    produced = embedder.dimension
+    if produced != fixed:
+        raise errors.ConfigError(
+            f"the embedder {embedder.model} gives {produced}-dimension vectors, but"
+            f" memory_embeddings in {where} was installed for {fixed}",
+            fix=f"use an embedder with {fixed} dimensions, or install a new database with"
+            f" --dimension {produced}",
+        )
+    return fixed
+
+
+class Worker:
+    """Embeds the queued rows of one database (see the module's docstring).
+
+    *progress*: called about every *report_interval* seconds, and at the end, with the stats.
+    *retry_base* / *retry_cap*: a failed row waits ``retry_base * 2**attempts`` seconds, at most
+    *retry_cap*, before it is tried again.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None,
+        embedder: Embedder,
+        *,
+        batch_size: int = 32,
+        concurrency: int = 1,
+        poll_interval: float = 5.0,
+        retry_base: float = 5.0,
+        retry_cap: float = 3600.0,
+        report_interval: float = 2.0,
+        progress: Callable[[WorkerStats], None] | None = None,
+    ) -> None:
+        if batch_size < 1 or concurrency < 1:
+            raise errors.InvalidInput("--batch-size and --concurrency must be at least 1")
+        if poll_interval <= 0:
+            raise errors.InvalidInput("--poll-interval must be positive")
+        if retry_base < 0 or retry_cap <= 0:
+            raise errors.InvalidInput("--retry-base must not be negative")
+        self.conninfo = _db.make_conninfo(dsn)
+        self.embedder = embedder
+        self.batch_size, self.concurrency = batch_size, concurrency
+        self.poll_interval = poll_interval
+        self.retry_base, self.retry_cap = retry_base, retry_cap
+        self.report_interval = report_interval
+        self.progress = progress
+        self.stats = WorkerStats()
+        self.mode = EmbeddingMode.LOCAL
+        self._lock = threading.Lock()
+        self._wake = threading.Condition()
+        self._generation = 0
+        self._stopping = threading.Event()
+        self._errors: list[BaseException] = []
+        self._due_by: datetime | None = None  # a --once run: its start (the database clock)
+
+    @property
+    def claims_chat_rows(self) -> bool:
+        """Whether this database's chat rows are embedded here (not on a replica, unless it
+        embeds replicated rows)."""
+        return self.mode is not EmbeddingMode.REPLICATED
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the batches in hand (thread-safe)."""
+        self._stopping.set()
+        self._bump()
+
+    def run(self, *, once: bool = False) -> WorkerStats:
+        """Embed until :meth:`stop` (or, with *once*, until nothing is due); return the stats."""
+        where = _db.describe(self.conninfo)
+        with _db.connection(self.conninfo) as conn:
+            check_dimension(conn, self.embedder, where)
+            self.mode = embedding_mode(conn, policy.read_role(conn))
+            clock = conn.execute(queries["embed_clock"]).fetchone()
+            self._due_by = clock[0] if once and clock else None
+        self.stats = WorkerStats()
+        threads = [
+            threading.Thread(target=self._work, args=(once,), name=f"embed-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._listen_until(lambda: not any(t.is_alive() for t in threads))
+        finally:
+            self._stopping.set()
+            self._bump()
+            for thread in threads:
+                thread.join()
+        if not self._errors:
+            with _db.connection(self.conninfo) as conn:
+                self._count(conn)
+        self._report()
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
+
+    # -- the work threads ------------------------------------------------------------------
+
+    def _work(self, once: bool) -> None:
+        conn: _db.Connection | None = None
+        backoff = 0.1
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if conn is None or conn.closed:
+                        conn = _db.connect(self.conninfo, long_lived=True)
+                    generation = self._generation
+                    if self._batch(conn):
+                        backoff = 0.1
+                        continue
+                    if once:
+                        return
+                    self._sleep(generation)
+                except TRANSIENT as exc:
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    log.warning("%s: connection lost (%s); retrying in %.1f s",
+                                _db.describe(self.conninfo), exc, backoff)  # fmt: skip
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        except BaseException as exc:  # a bug or a database error: stop every thread, re-raise
+            with self._lock:
+                self._errors.append(_db.translate(exc) if isinstance(exc, psycopg.Error) else exc)
+            self._stopping.set()
+            self._bump()
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _batch(self, conn: _db.Connection) -> int:
+        """Claim, embed and store one batch in one transaction; how many rows it claimed."""
+        with conn.transaction():
+            rows = conn.execute(
+                queries["embed_claim"],
+                {
+                    "chat_rows": self.claims_chat_rows,
+                    "batch": self.batch_size,
+                    "due_by": self._due_by,
+                },
+            ).fetchall()
+            if not rows:
+                return 0
+            done, failed = self._embed([int(r[0]) for r in rows], [str(r[1]) for r in rows])
+            if done:
+                conn.execute(
+                    queries["embed_store"],
+                    {"ids": [i for i, _ in done], "vectors": [v for _, v in done],
+                     "model": self.embedder.model},
+                )  # fmt: skip
+            for error, ids in failed.items():
+                conn.execute(
+                    queries["embed_failed"],
+                    {"ids": ids, "error": error, "base": self.retry_base, "cap": self.retry_cap},
+                )
+        with self._lock:
+            self.stats.embedded += len(done)
+            self.stats.failed += sum(len(ids) for ids in failed.values())
+            self.stats.batches += 1
+        return len(rows)
+
+    def _embed(
+        self, ids: list[int], texts: list[str]
+    ) -> tuple[list[tuple[int, str]], dict[str, list[int]]]:
+        """Vectors for the rows that could be embedded; the others grouped by their error."""
+        done: list[tuple[int, str]] = []
+        failed: dict[str, list[int]] = {}
+        try:
+            pairs = list(zip(ids, self.embedder.embed(texts), strict=True))
+        except Exception as exc:
+            pairs = []
+            if len(ids) == 1:
+                failed.setdefault(_error_line(exc), []).append(ids[0])
+            else:
+                log.info("a batch of %d failed (%s): trying its rows one by one", len(ids), exc)
+                for one_id, text in zip(ids, texts, strict=True):
+                    try:
+                        pairs.append((one_id, self.embedder.embed([text])[0]))
+                    except Exception as one_exc:
+                        failed.setdefault(_error_line(one_exc), []).append(one_id)
+        dimension = self.embedder.dimension
+        for one_id, vector in pairs:
+            try:
+                if len(vector) != dimension:
+                    raise ValueError(
+                        f"the embedder returned {len(vector)} dimensions, not {dimension}"
+                    )
+                done.append((one_id, vector_text(vector)))
+            except ValueError as exc:
+                failed.setdefault(_error_line(exc), []).append(one_id)
+        for error, where in failed.items():
+            log.warning("%d row(s) failed to embed, will retry: %s", len(where), error)
+        return done, failed
+
+    # -- waking, progress ------------------------------------------------------------------
+
+    def _sleep(self, generation: int) -> None:
+        """Until a wake-up newer than *generation*, a stop, or the poll interval."""
+        with self._wake:
+            self._wake.wait_for(lambda: self._generation != generation, self.poll_interval)
+
+    def _bump(self) -> None:
+        with self._wake:
+            self._generation += 1
+            self._wake.notify_all()
+
+    def _listen_until(self, finished: Callable[[], bool]) -> None:
+        """LISTEN for wake-ups and report progress until *finished* (or stopped)."""
+        conn: _db.Connection | None = None
+        last_report = 0.0
+        while not finished() and not self._stopping.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = _db.connect(self.conninfo, long_lived=True)
+                    conn.execute(queries["embed_listen"])
+                    if self.mode is EmbeddingMode.EMBED_REPLICATED:
+                        conn.execute(queries["embed_listen_chat"])
+                    self._bump()  # something may have arrived while not listening
+                for _note in conn.notifies(timeout=0.1 if self._due_by else 0.5, stop_after=1):
+                    self._bump()
+                if time.monotonic() - last_report >= self.report_interval:
+                    self._count(conn)
+                    self._report()
+                    last_report = time.monotonic()
+            except TRANSIENT:
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._stopping.wait(1.0)
+        if conn is not None:
+            conn.close()
+
+    def _count(self, conn: _db.Connection) -> None:
+        row = conn.execute(
+            queries["embed_backlog"], {"chat_rows": self.claims_chat_rows}
+        ).fetchone()
+        if row is not None:
+            with self._lock:
+                self.stats.due, self.stats.retrying, self.stats.failing = (int(x) for x in row)
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.stats)
+
+
+def _error_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text or type(exc).__name__)[:1000]

@@ -1,0 +1,88 @@
+-- The embedding queue and semantic search. Loaded by agentchat.sql.queries; used by
+-- agentchat.embeddings.worker and agentchat.embeddings.search.
+
+-- name: embed_claim
+-- Claim a batch of queued rows (embedding NULL, due now) for this worker's transaction. SKIP
+-- LOCKED: rows another worker holds are passed over, never waited for, never done twice; a
+-- worker that dies releases its rows with its transaction. On a replica, the chat's rows arrive
+-- by replication with the source's embedding to come, so they are left alone unless the
+-- replica embeds replicated rows itself (agentchat install --embed-replicated).
+-- %(due_by)s: a --once run passes its start, so a row that failed during the run waits for the
+-- next run; a running worker passes NULL (due by now).
+SELECT id, content
+  FROM public.memory_embeddings
+ WHERE embedding IS NULL
+   AND (next_attempt_at IS NULL
+        OR next_attempt_at <= coalesce(%(due_by)s::timestamptz, pg_catalog.now()))
+   AND (%(chat_rows)s OR source_type <> 'agent_chat')
+ ORDER BY id
+ LIMIT %(batch)s
+   FOR UPDATE SKIP LOCKED;
+
+-- name: embed_store
+-- Write a batch's vectors (text form '[x,y,...]'), in the claim's transaction.
+UPDATE public.memory_embeddings AS e
+   SET embedding = v.embedding::public.vector, model = %(model)s, updated_at = pg_catalog.now(),
+       last_error = NULL, next_attempt_at = NULL
+  FROM ROWS FROM (pg_catalog.unnest(%(ids)s::bigint[]), pg_catalog.unnest(%(vectors)s::text[]))
+       AS v (id, embedding)
+ WHERE e.id = v.id;
+
+-- name: embed_clock
+-- The database's now(): where a --once run starts (rows due by then are its work).
+SELECT pg_catalog.now();
+
+-- name: embed_failed
+-- Record a failure on rows: one more attempt, the error, and when to try again (exponential
+-- backoff from %(base)s seconds, at least 1 s, at most %(cap)s seconds).
+UPDATE public.memory_embeddings
+   SET attempts = attempts + 1, last_error = %(error)s, updated_at = pg_catalog.now(),
+       next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(
+           secs => least(%(cap)s::float8,
+                         greatest(1.0, %(base)s::float8 * 2 ^ least(attempts, 30))))
+ WHERE id = ANY(%(ids)s::bigint[]);
+
+-- name: embed_backlog
+-- The queue as this worker sees it: rows due now, rows waiting for a retry, rows that failed.
+SELECT count(*) FILTER (WHERE next_attempt_at IS NULL OR next_attempt_at <= pg_catalog.now()),
+       count(*) FILTER (WHERE next_attempt_at > pg_catalog.now()),
+       count(*) FILTER (WHERE attempts > 0)
+  FROM public.memory_embeddings
+ WHERE embedding IS NULL
+   AND (%(chat_rows)s OR source_type <> 'agent_chat');
+
+-- name: embed_listen
+-- Wake-ups for the worker: the embed trigger's channel.
+LISTEN memory_embeddings;
+
+-- name: embed_listen_chat
+-- On a replica that embeds replicated rows: replicated queue rows send no NOTIFY (no trigger on
+-- memory_embeddings), but the chat's notify trigger fires for the message they come with.
+LISTEN agent_chat;
+
+-- name: embedding_facts
+-- What status reports about a database's embeddings: rows, queued, failing, models.
+SELECT count(*) FILTER (WHERE embedding IS NOT NULL),
+       count(*) FILTER (WHERE embedding IS NULL),
+       count(*) FILTER (WHERE embedding IS NULL AND attempts > 0),
+       coalesce(pg_catalog.array_agg(DISTINCT model) FILTER (WHERE model IS NOT NULL), '{}')
+  FROM public.memory_embeddings;
+
+-- name: search_messages
+-- The chat's messages nearest to a query vector by cosine distance, through the HNSW index
+-- (ORDER BY the distance operator, LIMIT); score = cosine similarity. The caller sets
+-- hnsw.iterative_scan so a channel filter still yields LIMIT rows.
+SELECT c.id, c.channel, c.sender, c.mentions, c.reply_to, c.created_at, c.message,
+       1 - (e.embedding OPERATOR(public.<=>) %(query)s::public.vector) AS score
+  FROM public.memory_embeddings e
+  JOIN public.agent_chat c ON c.id = e.source_id
+ WHERE e.source_type = 'agent_chat'
+   AND e.embedding IS NOT NULL
+   AND (%(channel)s::text IS NULL OR c.channel = %(channel)s::text)
+ ORDER BY e.embedding OPERATOR(public.<=>) %(query)s::public.vector
+ LIMIT %(limit)s;
+
+-- name: search_settings
+-- Per-transaction settings for search: keep scanning the HNSW index past filtered-out rows.
+SELECT pg_catalog.set_config('hnsw.iterative_scan', 'strict_order', true),
+       pg_catalog.set_config('hnsw.ef_search', %(ef_search)s, true);
