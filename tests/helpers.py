@@ -44,6 +44,17 @@ def execute(conninfo: str, query: str, params: tuple[object, ...] = ()) -> list[
         return cur.fetchall() if cur.description else []
 
 
+def marks(conninfo: str, agent: str | None = None) -> list[tuple[int, str, str]]:
+    """The delivery marks (chat_id, agent, status), of one agent or all, in order."""
+    rows = execute(
+        conninfo,
+        "SELECT chat_id, agent, status FROM agent_chat_processed"
+        " WHERE %s::text IS NULL OR agent = %s ORDER BY chat_id, agent",
+        (agent, agent),
+    )
+    return [(int(str(c)), str(a), str(s)) for c, a, s in rows]
+
+
 def drop_database(cluster: Cluster, name: str) -> None:
     """Drop a test database, first its subscriptions and any replication slots in it."""
     try:

@@ -23,7 +23,7 @@ import pytest
 from agentchat import install, messaging, replication, topology
 from agentchat.server import Cluster
 from tests import helpers
-from tests.helpers import execute, wait_for
+from tests.helpers import execute, marks, wait_for
 
 EXE = str(Path(sys.executable).with_name("agentchat"))
 PY = f"{shlex.quote(sys.executable)} -S -E"  # a Python handler without site: quick to start
@@ -78,16 +78,6 @@ def chat(conninfo: str) -> list[tuple[object, ...]]:
         conninfo,
         "SELECT id, channel, sender, mentions, reply_to, message FROM agent_chat ORDER BY id",
     )
-
-
-def marks(conninfo: str, agent: str | None = None) -> list[tuple[int, str, str]]:
-    rows = execute(
-        conninfo,
-        "SELECT chat_id, agent, status FROM agent_chat_processed"
-        " WHERE %s::text IS NULL OR agent = %s ORDER BY chat_id, agent",
-        (agent, agent),
-    )
-    return [(int(str(c)), str(a), str(s)) for c, a, s in rows]
 
 
 def json_lines(text: str) -> list[dict[str, object]]:

@@ -20,7 +20,7 @@ from agentchat.aio import AsyncAgent
 from agentchat.messaging import Message
 from agentchat.server import Cluster
 from tests import helpers
-from tests.helpers import execute, wait_for
+from tests.helpers import execute, marks, wait_for
 
 
 @dataclass
@@ -78,16 +78,6 @@ def listening(conninfo: str, count: int = 1) -> bool:
         " WHERE datname = current_database() AND query LIKE '%%LISTEN agent_chat%%'",
     )
     return int(str(n)) >= count
-
-
-def marks(conninfo: str, agent: str | None = None) -> list[tuple[int, str, str]]:
-    rows = execute(
-        conninfo,
-        "SELECT chat_id, agent, status FROM agent_chat_processed"
-        " WHERE %s::text IS NULL OR agent = %s ORDER BY chat_id, agent",
-        (agent, agent),
-    )
-    return [(int(str(c)), str(a), str(s)) for c, a, s in rows]
 
 
 def test_a_listener_on_a_replica_is_woken_by_notify(topo: Topo) -> None:
