@@ -100,7 +100,7 @@ class _Delivery:
             with self.conn.transaction():  # a savepoint: a failed reply leaves the mark usable
                 new_id = send_on(self.conn, params)
         else:
-            new_id = self.agent._remote_reply(params)
+            new_id = self.agent._post(params)
         self._replies += 1
         self.status = "responded"
         return new_id
@@ -156,13 +156,7 @@ class Agent:
     ) -> int:
         """Post *message* from this agent to *to* (names, or ``*`` for everyone); its id."""
         params = send_params(self.name, message, to, channel or self.channel or "general", reply_to)
-        try:
-            return send_on(self._send_connection(), params)
-        except TRANSIENT:
-            self._close_sender()  # reconnect next time; a send is never retried blindly
-            raise
-        except psycopg.Error as exc:
-            raise _db.translate(exc) from None
+        return self._post(params)
 
     @property
     def send_conninfo(self) -> str:
@@ -182,13 +176,14 @@ class Agent:
             self._sender = _db.connect(self.send_conninfo, long_lived=True)
         return self._sender
 
-    def _remote_reply(self, params: dict[str, Any]) -> int:
-        """A delivery's reply posted at the source (outside the delivery's transaction): its
-        reply_key makes a redelivery's second post return the first one's id."""
+    def _post(self, params: dict[str, Any]) -> int:
+        """Post on the send connection: a message, or a delivery's reply at a remote source
+        (outside the delivery's transaction; its reply_key makes a redelivery's second post
+        return the first one's id)."""
         try:
             return send_on(self._send_connection(), params)
         except TRANSIENT:
-            self._close_sender()
+            self._close_sender()  # reconnect next time; a send is never retried blindly
             raise
         except psycopg.Error as exc:
             raise database_error(exc, self.send_conninfo) from None

@@ -65,7 +65,7 @@ class _AsyncDelivery:
             async with self.conn.transaction():  # a savepoint inside the delivery's transaction
                 new_id = await _send_on(self.conn, params)
         else:
-            new_id = await self.agent._remote_reply(params)
+            new_id = await self.agent._post(params)
         self.replies += 1
         self.status = "responded"
         return new_id
@@ -113,16 +113,11 @@ class AsyncAgent:
     ) -> int:
         """Post *message* from this agent to *to* (names, or ``*`` for everyone); its id."""
         params = send_params(self.name, message, to, channel or self.channel or "general", reply_to)
-        try:
-            return await _send_on(await self._send_connection(), params)
-        except TRANSIENT:
-            await self._close_sender()
-            raise
-        except psycopg.Error as exc:
-            raise _db.translate(exc) from None
+        return await self._post(params)
 
-    async def _remote_reply(self, params: dict[str, Any]) -> int:
-        """A delivery's reply posted at the source; idempotent by its reply_key."""
+    async def _post(self, params: dict[str, Any]) -> int:
+        """Post on the send connection: a message, or a delivery's reply at a remote source
+        (idempotent by its reply_key)."""
         try:
             return await _send_on(await self._send_connection(), params)
         except TRANSIENT:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -231,7 +231,3 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise errors.AgentchatError(f"the demo timed out waiting for {what}")
         time.sleep(0.05)
-
-
-def iter_lines(timelines: Sequence[Timeline]) -> Iterator[Timeline]:
-    yield from sorted(timelines, key=lambda line: line.id)
