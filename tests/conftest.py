@@ -54,8 +54,10 @@ def pg_version(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
 
-def _cluster(root: Path, name: str, version: int) -> Iterator[Cluster]:
-    cluster = Cluster(root / f"{name}{version}", version=version, ephemeral=True)
+def _cluster(
+    root: Path, name: str, version: int, superuser: str | None = None
+) -> Iterator[Cluster]:
+    cluster = Cluster(root / f"{name}{version}", version=version, ephemeral=True, superuser=superuser)
     cluster.start()
     yield cluster
     cluster.destroy()
@@ -69,8 +71,9 @@ def hub(cluster_root: Path, pg_version: int) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def remote(cluster_root: Path, pg_version: int) -> Iterator[Cluster]:
-    """The second "host": a separate cluster, reached over TCP like another machine."""
-    yield from _cluster(cluster_root, "remote", pg_version)
+    """The second "host": a separate cluster with another superuser (``agentadmin``), reached
+    over TCP with password authentication (``remote.tcp_conninfo``) like another machine."""
+    yield from _cluster(cluster_root, "remote", pg_version, superuser="agentadmin")
 
 
 def _fresh_database(cluster: Cluster) -> Iterator[str]:

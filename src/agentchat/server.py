@@ -260,6 +260,7 @@ class Cluster:
         settings: Mapping[str, str] | None = None,
         ephemeral: bool = False,
         binaries: Binaries | None = None,
+        superuser: str | None = None,
     ) -> None:
         self.directory = Path(directory).absolute()
         self.data = self.directory / "data"
@@ -277,6 +278,9 @@ class Cluster:
                 fix="choose another directory or name for a second cluster",
             )
         self.version = existing if isinstance(existing, int) else version or DEFAULT_VERSION
+        recorded = self._read_meta().get("superuser")
+        #: the bootstrap superuser's name (``postgres`` unless chosen at init)
+        self.superuser = recorded if isinstance(recorded, str) else superuser or SUPERUSER
         self._binaries = binaries
         self._account: Account | bool | None = False  # resolved lazily (may create a user)
 
@@ -339,20 +343,20 @@ class Cluster:
     def conninfo(self, dbname: str = "postgres") -> str:
         """libpq conninfo over the cluster's private Unix socket (trust; only its owner gets in)."""
         return _conninfo.make_conninfo(
-            host=str(self.socket_dir), port=self.port, user=SUPERUSER, dbname=dbname
+            host=str(self.socket_dir), port=self.port, user=self.superuser, dbname=dbname
         )
 
     def uri(self, dbname: str = "postgres") -> str:
         """The same as :meth:`conninfo`, as a ``postgresql://`` URI for psql and friends."""
         return (
-            f"postgresql://{SUPERUSER}@/{quote(dbname, safe='')}"
+            f"postgresql://{quote(self.superuser, safe='')}@/{quote(dbname, safe='')}"
             f"?host={quote(str(self.socket_dir), safe='')}&port={self.port}"
         )
 
     def tcp_conninfo(self, dbname: str = "postgres") -> str:
         """Conninfo over TCP on 127.0.0.1 (password from the cluster's passfile, never inline)."""
         return _conninfo.make_conninfo(
-            host="127.0.0.1", port=self.port, user=SUPERUSER, dbname=dbname,
+            host="127.0.0.1", port=self.port, user=self.superuser, dbname=dbname,
             passfile=str(self.passfile),
         )  # fmt: skip
 
@@ -423,7 +427,7 @@ class Cluster:
             "unix_socket_directories": str(self.socket_dir),
         }
         args = [
-            "-D", str(self.data), "-U", SUPERUSER, f"--pwfile={pwfile}",
+            "-D", str(self.data), "-U", self.superuser, f"--pwfile={pwfile}",
             "--auth-local=trust", "--auth-host=scram-sha-256",
             "--encoding=UTF8", "--no-locale", "--no-instructions",
         ]  # fmt: skip
@@ -440,10 +444,13 @@ class Cluster:
         _write_private(
             self.passfile,
             "".join(
-                f"{host}:{port}:*:{SUPERUSER}:{password}\n" for host in ("127.0.0.1", "localhost")
+                f"{host}:{port}:*:{self.superuser}:{password}\n"
+                for host in ("127.0.0.1", "localhost")
             ),
         )
-        self._meta_file.write_text(json.dumps({"version": self.version, "port": port}))
+        self._meta_file.write_text(
+            json.dumps({"version": self.version, "port": port, "superuser": self.superuser})
+        )
 
     def start(self, *, timeout: float = 60) -> None:
         """Init if needed, then start (a no-op when running). Waits until it accepts connections."""
