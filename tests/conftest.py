@@ -57,7 +57,9 @@ def pg_version(request: pytest.FixtureRequest) -> int:
 def _cluster(
     root: Path, name: str, version: int, superuser: str | None = None
 ) -> Iterator[Cluster]:
-    cluster = Cluster(root / f"{name}{version}", version=version, ephemeral=True, superuser=superuser)
+    cluster = Cluster(
+        root / f"{name}{version}", version=version, ephemeral=True, superuser=superuser
+    )
     cluster.start()
     yield cluster
     cluster.destroy()

@@ -32,6 +32,10 @@ EMBED_TRIGGER = "trg_embed_chat_message"
 GUARD_TRIGGER = "trg_guard_replica_writes"
 FORGET_PROCESSED_TRIGGER = "trg_forget_processed"
 FORGET_EMBEDDING_TRIGGER = "trg_forget_embedding"
+ADMIT_TRIGGER = "trg_admit_agent_chat"
+IMMUTABLE_TRIGGER = "trg_immutable_agent_chat"
+IMMUTABLE_TRUNCATE_TRIGGER = "trg_immutable_agent_chat_truncate"
+GUARD_TRUNCATE_TRIGGER = "trg_guard_replica_truncate"
 
 
 class Mode(enum.Enum):
@@ -85,9 +89,15 @@ POLICY: dict[Role, dict[str, Mode]] = {
         EMBED_TRIGGER: Mode.ORIGIN,
         # a replica refuses local writes; ORIGIN never fires for the rows replication applies
         GUARD_TRIGGER: Mode.ORIGIN if role is Role.SUBSCRIBER else Mode.DISABLED,
+        GUARD_TRUNCATE_TRIGGER: Mode.ORIGIN if role is Role.SUBSCRIBER else Mode.DISABLED,
         # schema version 3: what follows a deleted (pruned) message
         FORGET_PROCESSED_TRIGGER: Mode.ALWAYS,
         FORGET_EMBEDDING_TRIGGER: Mode.ORIGIN,
+        # schema version 5: names checked and normalised for every writer, replicated rows that
+        # are already here skipped; messages immutable wherever they are written
+        ADMIT_TRIGGER: Mode.ALWAYS,
+        IMMUTABLE_TRIGGER: Mode.ORIGIN,
+        IMMUTABLE_TRUNCATE_TRIGGER: Mode.ORIGIN,
     }
     for role in Role
 }
@@ -101,6 +111,21 @@ REASONS: dict[str, str] = {
     GUARD_TRIGGER: (
         "a replica refuses local writes to agent_chat (they belong on its source); ORIGIN lets"
         " replicated rows pass, and the guard is off where the database is no replica"
+    ),
+    GUARD_TRUNCATE_TRIGGER: (
+        "a replica refuses a local TRUNCATE of agent_chat too; ORIGIN lets a replicated one pass"
+    ),
+    ADMIT_TRIGGER: (
+        "every row is admitted by it, local or replicated: names lowercased, NULL and invalid"
+        " mentions refused at the origin, a replicated row that is already here skipped"
+    ),
+    IMMUTABLE_TRIGGER: (
+        "messages are immutable where they are written: UPDATE of their content, and DELETE"
+        " outside agentchat prune, are refused; ORIGIN, so replication still applies its changes"
+    ),
+    IMMUTABLE_TRUNCATE_TRIGGER: (
+        "TRUNCATE of agent_chat is refused outside maintenance, where messages are written;"
+        " ORIGIN, so a replicated TRUNCATE still applies"
     ),
     FORGET_PROCESSED_TRIGGER: (
         "a pruned message's delivery marks must go on replicas too, where the foreign key's"

@@ -58,7 +58,7 @@ def verify(source_dsn: str, target_dsn: str, *, timeout: float = 10.0) -> Verify
 def _probe(
     source: _db.Connection, target: _db.Connection, result: VerifyResult, timeout: float
 ) -> None:
-    target.execute("LISTEN agent_chat")
+    target.execute(queries["listen"])
     start = time.perf_counter()
     [(probe_id,)] = source.execute(
         queries["insert_probe"], (f"agentchat verify probe {uuid.uuid4()}",)
@@ -82,7 +82,9 @@ def _probe(
             result.embedding_rows = int(row[1]) if row else 0
     finally:
         target.execute("UNLISTEN agent_chat")
-        source.execute(queries["delete_probe"], (probe_id, probe_id))
+        with source.transaction():  # messages are immutable outside maintenance (schema 5)
+            source.execute(queries["allow_maintenance"])
+            source.execute(queries["delete_probe"], (probe_id, probe_id))
         result.cleaned_up = _wait_gone(target, result.probe_id, timeout) if result.arrived else True
 
 

@@ -18,8 +18,17 @@ PLAIN_MODES = {
     "trg_notify_agent_chat": "ALWAYS",
     "trg_embed_chat_message": "ORIGIN",
     "trg_guard_replica_writes": "DISABLED",
+    "trg_guard_replica_truncate": "DISABLED",
     "trg_forget_processed": "ALWAYS",
     "trg_forget_embedding": "ORIGIN",
+    "trg_admit_agent_chat": "ALWAYS",
+    "trg_immutable_agent_chat": "ORIGIN",
+    "trg_immutable_agent_chat_truncate": "ORIGIN",
+}
+REPLICA_MODES = {
+    **PLAIN_MODES,
+    "trg_guard_replica_writes": "ORIGIN",
+    "trg_guard_replica_truncate": "ORIGIN",
 }
 
 SEED_INSERT = (
@@ -114,7 +123,7 @@ def test_seed_subscriber_is_detected_and_hears_replicated_rows(seed_pair: tuple[
     report = install.install(target)
     assert report.role is policy.Role.SUBSCRIBER
     assert report.facts.subscriptions == ("agent_chat_from_nova",)
-    assert modes(target) == {**PLAIN_MODES, "trg_guard_replica_writes": "ORIGIN"}
+    assert modes(target) == REPLICA_MODES
     assert install.install(source).role is policy.Role.SOURCE
 
     with psycopg.connect(target, autocommit=True) as listener:
@@ -148,7 +157,9 @@ def test_seed_literal_replica_advice_is_repaired(seed_pair: tuple[str, str]) -> 
     report = install.install(target)
     assert [(c.trigger, c.old, c.new) for c in report.changes] == [
         ("trg_embed_chat_message", Mode.REPLICA, Mode.ORIGIN),
-        ("trg_guard_replica_writes", Mode.DISABLED, Mode.ORIGIN),  # now known as a replica
+        # now known as a replica
+        ("trg_guard_replica_truncate", Mode.DISABLED, Mode.ORIGIN),
+        ("trg_guard_replica_writes", Mode.DISABLED, Mode.ORIGIN),
     ]
     assert "REPLICA" in report.changes[0].reason
     assert modes(target)["trg_embed_chat_message"] == "ORIGIN"

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from agentchat import errors, install, schema
-from agentchat.sql import Migration, load_migrations
+from agentchat.sql import Migration, load_migrations, queries
 from tests.helpers import execute
 
 ALL_MIGRATIONS = [f"{m.version:04d}_{m.name}" for m in load_migrations()]
@@ -227,5 +227,7 @@ def test_processed_marks_cascade(installed: str) -> None:
             "INSERT INTO agent_chat_processed (chat_id, agent, status) VALUES (%s, 'x', 'bogus')",
             (msg_id,),
         )
-    execute(installed, "DELETE FROM agent_chat WHERE id = %s", (msg_id,))
+    with psycopg.connect(installed) as conn, conn.transaction():
+        conn.execute(queries["allow_maintenance"])  # messages are immutable otherwise
+        conn.execute("DELETE FROM agent_chat WHERE id = %s", (msg_id,))
     assert execute(installed, "SELECT count(*) FROM agent_chat_processed") == [(0,)]

@@ -5,10 +5,14 @@ from __future__ import annotations
 from agentchat import policy
 from agentchat.cli._output import table
 from agentchat.policy import (
+    ADMIT_TRIGGER,
     EMBED_TRIGGER,
     FORGET_EMBEDDING_TRIGGER,
     FORGET_PROCESSED_TRIGGER,
     GUARD_TRIGGER,
+    GUARD_TRUNCATE_TRIGGER,
+    IMMUTABLE_TRIGGER,
+    IMMUTABLE_TRUNCATE_TRIGGER,
     NOTIFY_TRIGGER,
     Mode,
     Role,
@@ -23,9 +27,14 @@ def test_policy_modes() -> None:
             NOTIFY_TRIGGER: Mode.ALWAYS,
             EMBED_TRIGGER: Mode.ORIGIN,
             GUARD_TRIGGER: guard,
+            GUARD_TRUNCATE_TRIGGER: guard,
             FORGET_PROCESSED_TRIGGER: Mode.ALWAYS,
             FORGET_EMBEDDING_TRIGGER: Mode.ORIGIN,
+            ADMIT_TRIGGER: Mode.ALWAYS,
+            IMMUTABLE_TRIGGER: Mode.ORIGIN,
+            IMMUTABLE_TRUNCATE_TRIGGER: Mode.ORIGIN,
         }
+        assert set(policy.POLICY[role]) == set(policy.REASONS)
 
 
 def test_role_from_facts() -> None:

@@ -103,3 +103,8 @@ SELECT s.subconninfo FROM pg_catalog.pg_subscription s
 WHERE s.subname = %s
   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database
                     WHERE datname = pg_catalog.current_database());
+
+-- name: allow_maintenance
+-- Lets this transaction delete messages (prune, verify's probe): agent_chat is otherwise
+-- immutable (schema version 5's trigger trg_immutable_agent_chat). Run it inside the transaction.
+SELECT pg_catalog.set_config('agentchat.maintenance', 'on', true);
