@@ -344,9 +344,7 @@ def bless(ctx: Context, block: Block, command: Command, actual: list[str]) -> bo
         return False  # the document changed under us (an earlier bless): leave it
     kept, i = [], 0
     for line in (a.rstrip() for a in actual):
-        ahead = [
-            k for k in range(i, min(i + 6, len(old))) if ctx.line_pattern(old[k]).match(line)
-        ]
+        ahead = [k for k in range(i, min(i + 6, len(old))) if ctx.line_pattern(old[k]).match(line)]
         if ahead:
             kept.append(old[ahead[0]])
             i = ahead[0] + 1
