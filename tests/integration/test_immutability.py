@@ -112,6 +112,11 @@ def test_upgrade_keeps_old_rows_and_the_guard_mode(hub: Cluster, db: str, db2: s
     assert modes[policy.GUARD_TRIGGER] == "O"
     assert modes[policy.GUARD_TRUNCATE_TRIGGER] == "O"
     assert modes[policy.ADMIT_TRIGGER] == "A"
+    # replicas are upgraded first: a row the old source still accepts must not stop replication
+    # on the new replica (the CHECK would refuse it): it arrives, made readable
+    late = raw_insert(db, [None, "OWL", "bad name"])
+    wait_for(lambda: execute(db2, "SELECT mentions FROM agent_chat WHERE id = %s", (late,))
+             == [(["owl"],)], what="the old source's row on the new replica")  # fmt: skip
 
     report = install.install(db)
     assert report.schema_version == 5
@@ -121,7 +126,7 @@ def test_upgrade_keeps_old_rows_and_the_guard_mode(hub: Cluster, db: str, db2: s
     assert execute(db, "SELECT tgenabled FROM pg_trigger WHERE tgname = %s",
                    (policy.GUARD_TRIGGER,)) == [("D",)]  # fmt: skip
     install.install(db2)
-    assert wait_for(lambda: execute(db2, "SELECT count(*) FROM agent_chat")[0][0] == 1)
+    assert execute(db2, "SELECT count(*) FROM agent_chat") == [(2,)]
 
 
 # -- immutable messages ---------------------------------------------------------------------
