@@ -43,13 +43,19 @@ from agentchat import _db, errors
 from agentchat.messaging import (
     Catchup,
     Message,
+    SendFailed,
+    UnreadableMessage,
+    check_agent_settings,
     check_channel,
+    check_limits,
     check_name,
     database_error,
+    read_claimed,
     reply_params,
     send_on,
     send_params,
     send_target,
+    send_unreachable,
 )
 from agentchat.sql import queries
 
@@ -133,8 +139,7 @@ class Agent:
         self.name = check_name(name)
         self.conninfo = _db.make_conninfo(dsn)
         self.channel = check_channel(channel) if channel is not None else None
-        if poll_interval <= 0 or batch_size < 1:
-            raise errors.InvalidInput("poll_interval must be positive and batch_size at least 1")
+        check_agent_settings(poll_interval, batch_size)
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self._send_dsn = _db.make_conninfo(send_dsn) if send_dsn else None
@@ -176,15 +181,26 @@ class Agent:
             self._sender = _db.connect(self.send_conninfo, long_lived=True)
         return self._sender
 
+    def check_send_connection(self) -> None:
+        """Open the connection where this agent sends, if that is not its own database: a
+        :class:`agentchat.messaging.SendFailed` naming it and the fix, now rather than at the
+        first reply."""
+        if self.sends_locally:
+            return
+        try:
+            self._send_connection()
+        except (errors.ConnectionFailed, errors.DatabaseMissing) as exc:
+            raise send_unreachable(self.name, self.send_conninfo, exc) from None
+
     def _post(self, params: dict[str, Any]) -> int:
         """Post on the send connection: a message, or a delivery's reply at a remote source
         (outside the delivery's transaction; its reply_key makes a redelivery's second post
         return the first one's id)."""
         try:
             return send_on(self._send_connection(), params)
-        except TRANSIENT:
+        except TRANSIENT as exc:
             self._close_sender()  # reconnect next time; a send is never retried blindly
-            raise
+            raise send_unreachable(self.name, self.send_conninfo, exc) from None
         except psycopg.Error as exc:
             raise database_error(exc, self.send_conninfo) from None
 
@@ -200,8 +216,11 @@ class Agent:
         the current message back, and it is delivered again next time. Call ``msg.reply()`` to
         answer and ``msg.fail(error)`` to record a failure; both are part of the same record.
         *limit*: stop after that many messages. *idle_timeout*: stop after that many seconds
-        without a message (0: just catch up). Neither: run until :meth:`stop`.
+        without a message (0: just catch up), also while a connection is lost (then the error
+        is raised). Neither: run until :meth:`stop`. A row that is not a valid message is
+        recorded as ``failed`` (the error says why) and skipped, with a warning.
         """
+        check_limits(limit, idle_timeout)
         closing = False
         delivered = 0
         idle_since = time.monotonic()
@@ -221,13 +240,21 @@ class Agent:
                     delivery = _Delivery(self, work)
                     try:
                         with work.transaction():
-                            row = work.execute(
-                                queries["agent_claim"], self._claim(chat_id)
-                            ).fetchone()
+                            cur = work.execute(queries["agent_claim"], self._claim(chat_id))
+                            row: Any
+                            try:
+                                row = cur.fetchone()
+                            except psycopg.DataError as exc:  # a value Python cannot hold
+                                row = exc
                             if row is None:
                                 continue  # not for this agent, or handled meanwhile
                             try:
-                                yield Message.from_row(row, delivery)
+                                message = read_claimed(chat_id, row, delivery)
+                            except UnreadableMessage as exc:
+                                self._unreadable(work, chat_id, exc)
+                                continue
+                            try:
+                                yield message
                             except GeneratorExit:
                                 closing = True
                                 raise
@@ -248,14 +275,18 @@ class Agent:
                         return
                 self._wait(wait, catchup)
             except TRANSIENT as exc:
-                self._disconnect()
+                failed = exc.conninfo if isinstance(exc, SendFailed) else self.conninfo
+                if failed == self.conninfo:
+                    self._disconnect()
                 catchup.lost_connection()
                 if closing:
                     return
+                if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                    raise lost(failed, exc) from None
                 delay = backoff.delay()
                 log.warning(
                     "%s: connection lost (%s); reconnecting in %.1f s",
-                    _db.describe(self.conninfo), failure_text(exc), delay,
+                    _db.describe(failed), failure_text(exc), delay,
                 )  # fmt: skip
                 self._stopping.wait(delay)
             except psycopg.Error as exc:
@@ -277,8 +308,9 @@ class Agent:
         *send_dsn*) raises :class:`agentchat.errors.ConfigError` before any message is taken.
         """
         handled = 0
+        check_limits(limit, idle_timeout)
         self._connect()
-        _ = self.send_conninfo  # a handler's reply must have somewhere to go
+        self.check_send_connection()  # a handler's reply must have somewhere to go
         deliveries = self.messages(limit=limit, idle_timeout=idle_timeout)
         try:
             message = next(deliveries, None)
@@ -326,6 +358,13 @@ class Agent:
 
     def _claim(self, chat_id: int) -> dict[str, Any]:
         return {"id": chat_id, "agent": self.name, "channel": self.channel}
+
+    def _unreadable(self, work: _db.Connection, chat_id: int, exc: UnreadableMessage) -> None:
+        """Record a claimed row that is not a valid message as failed (in the claim's
+        transaction) and say so; delivery goes on."""
+        log.warning("%s: %s; recorded as failed", self.name, exc)
+        outcome = {"id": chat_id, "agent": self.name, "status": "failed", "error": str(exc)[:2000]}
+        work.execute(queries["agent_finish"], outcome)
 
     def _outcome(self, chat_id: int, delivery: _Delivery) -> dict[str, Any]:
         return {"id": chat_id, "agent": self.name, "status": delivery.status,
@@ -376,6 +415,17 @@ class Agent:
         if self._sender is not None:
             self._sender.close()
         self._sender = None
+
+
+def lost(conninfo: str, exc: BaseException) -> errors.ConnectionFailed:
+    """The error when an agent's idle timeout passes while a connection is still lost."""
+    if isinstance(exc, errors.ConnectionFailed):
+        exc.message += " (the idle timeout passed while retrying)"
+        return exc
+    return errors.ConnectionFailed(
+        f"{_db.describe(conninfo)}: connection lost ({failure_text(exc)}); the idle timeout"
+        " passed while reconnecting"
+    )
 
 
 def _apply_result(message: Message, result: object) -> None:

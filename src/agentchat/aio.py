@@ -27,16 +27,22 @@ from typing import Any
 import psycopg
 
 from agentchat import _db, errors
-from agentchat.agent import TRANSIENT, Backoff, failure_text
+from agentchat.agent import TRANSIENT, Backoff, failure_text, lost
 from agentchat.messaging import (
     Catchup,
     Message,
+    SendFailed,
+    UnreadableMessage,
+    check_agent_settings,
     check_channel,
+    check_limits,
     check_name,
     database_error,
+    read_claimed,
     reply_params,
     send_params,
     send_target,
+    send_unreachable,
 )
 from agentchat.sql import queries
 
@@ -90,8 +96,7 @@ class AsyncAgent:
         self.name = check_name(name)
         self.conninfo = _db.make_conninfo(dsn)
         self.channel = check_channel(channel) if channel is not None else None
-        if poll_interval <= 0 or batch_size < 1:
-            raise errors.InvalidInput("poll_interval must be positive and batch_size at least 1")
+        check_agent_settings(poll_interval, batch_size)
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self._send_dsn = _db.make_conninfo(send_dsn) if send_dsn else None
@@ -120,9 +125,9 @@ class AsyncAgent:
         (idempotent by its reply_key)."""
         try:
             return await _send_on(await self._send_connection(), params)
-        except TRANSIENT:
+        except TRANSIENT as exc:
             await self._close_sender()
-            raise
+            raise send_unreachable(self.name, await self.send_conninfo(), exc) from None
         except psycopg.Error as exc:
             raise database_error(exc, await self.send_conninfo()) from None
 
@@ -145,6 +150,15 @@ class AsyncAgent:
             self._sender = await _db.connect_async(await self.send_conninfo(), long_lived=True)
         return self._sender
 
+    async def check_send_connection(self) -> None:
+        """:meth:`agentchat.Agent.check_send_connection`: fail now if sends cannot go out."""
+        if await self.sends_locally():
+            return
+        try:
+            await self._send_connection()
+        except (errors.ConnectionFailed, errors.DatabaseMissing) as exc:
+            raise send_unreachable(self.name, await self.send_conninfo(), exc) from None
+
     # -- receiving ---------------------------------------------------------------------------
 
     async def messages(
@@ -152,6 +166,7 @@ class AsyncAgent:
     ) -> AsyncGenerator[Message, None]:
         """Every message addressed to this agent, oldest first, each exactly once; recorded
         when the loop asks for the next (see :meth:`agentchat.Agent.messages`)."""
+        check_limits(limit, idle_timeout)
         closing = False
         delivered = 0
         idle_since = time.monotonic()
@@ -174,11 +189,20 @@ class AsyncAgent:
                         async with work.transaction():
                             claim = {"id": chat_id, "agent": self.name, "channel": self.channel}
                             cur = await work.execute(queries["agent_claim"], claim)
-                            row = await cur.fetchone()
+                            row: Any
+                            try:
+                                row = await cur.fetchone()
+                            except psycopg.DataError as exc:  # a value Python cannot hold
+                                row = exc
                             if row is None:
                                 continue
                             try:
-                                yield Message.from_row(row, delivery)
+                                message = read_claimed(chat_id, row, delivery)
+                            except UnreadableMessage as exc:
+                                await self._unreadable(work, chat_id, exc)
+                                continue
+                            try:
+                                yield message
                             except GeneratorExit:
                                 closing = True
                                 raise
@@ -203,14 +227,18 @@ class AsyncAgent:
                         return
                 await self._wait(wait, catchup)
             except TRANSIENT as exc:
-                await self._disconnect()
+                failed = exc.conninfo if isinstance(exc, SendFailed) else self.conninfo
+                if failed == self.conninfo:
+                    await self._disconnect()
                 catchup.lost_connection()
                 if closing:
                     return
+                if idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                    raise lost(failed, exc) from None
                 delay = backoff.delay()
                 log.warning(
                     "%s: connection lost (%s); reconnecting in %.1f s",
-                    _db.describe(self.conninfo), failure_text(exc), delay,
+                    _db.describe(failed), failure_text(exc), delay,
                 )  # fmt: skip
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
@@ -227,8 +255,9 @@ class AsyncAgent:
         """Call *handler* (a function or a coroutine function) for every message; a returned
         string is the reply, an exception records ``failed``; return how many were handled."""
         handled = 0
+        check_limits(limit, idle_timeout)
         await self._connect()
-        await self.send_conninfo()  # a handler's reply must have somewhere to go
+        await self.check_send_connection()  # a handler's reply must have somewhere to go
         deliveries = self.messages(limit=limit, idle_timeout=idle_timeout)
         try:
             message = await anext(deliveries, None)
@@ -282,6 +311,14 @@ class AsyncAgent:
 
     def _filter(self) -> dict[str, Any]:
         return {"agent": self.name, "channel": self.channel, "limit": self.batch_size}
+
+    async def _unreadable(
+        self, work: _db.AsyncConnection, chat_id: int, exc: UnreadableMessage
+    ) -> None:
+        """Record a claimed row that is not a valid message as failed; delivery goes on."""
+        log.warning("%s: %s; recorded as failed", self.name, exc)
+        outcome = {"id": chat_id, "agent": self.name, "status": "failed", "error": str(exc)[:2000]}
+        await work.execute(queries["agent_finish"], outcome)
 
     async def _connect(self) -> _db.AsyncConnection:
         if self._work is not None and not self._work.closed:

@@ -35,6 +35,36 @@ MAX_MENTIONS = 64
 EVERYONE = "*"
 #: the NOTIFY channel the notify trigger uses
 NOTIFY_CHANNEL = "agent_chat"
+#: the largest message id (agent_chat.id is a bigint)
+MAX_ID = 2**63 - 1
+#: bounds for the seconds an agent waits: poll interval, idle timeout
+MAX_POLL_INTERVAL = 86_400.0
+MAX_IDLE_TIMEOUT = 31_536_000.0
+#: the most messages one prune transaction deletes, and the oldest cutoff it takes (days)
+MAX_PRUNE_BATCH = 1_000_000
+MAX_PRUNE_DAYS = 100_000
+
+
+class UnreadableMessage(errors.AgentchatError):
+    """A row of ``agent_chat`` that is not a valid message (written raw, before the database
+    checked what it stores): recorded as ``failed`` with this error, never handed to a handler,
+    and delivery goes on."""
+
+
+class SendFailed(errors.ConnectionFailed):
+    """The connection where an agent sends (its source, for an agent on a replica) failed;
+    *conninfo* names it."""
+
+    def __init__(self, message: str, *, conninfo: str, fix: str | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.conninfo = conninfo
+
+
+#: what to do when the database where an agent sends cannot be reached
+SEND_FIX = (
+    "give --send-dsn (send_dsn=) a DSN that can write there, or let this user in at the"
+    " source: a line in its pg_hba.conf, and the password in ~/.pgpass or PGPASSWORD"
+)
 
 
 class _Replier(Protocol):
@@ -66,11 +96,15 @@ class Message:
 
     @classmethod
     def from_row(cls, row: Sequence[Any], delivery: _Replier | None = None) -> Message:
+        """The message a row of ``agent_chat`` holds (id, channel, sender, mentions, reply_to,
+        created_at, message), or :class:`UnreadableMessage` if the row breaks the rules that
+        ``send_agent_message`` keeps (a raw INSERT of an older schema could store anything)."""
         id_, channel, sender, mentions, reply_to, created_at, text = row
-        return cls(
-            int(id_), str(channel), str(sender), tuple(mentions or ()),
-            int(reply_to) if reply_to is not None else None, created_at, str(text), delivery,
-        )  # fmt: skip
+        problem = row_problem(channel, sender, mentions, reply_to, created_at, text)
+        if problem:
+            raise UnreadableMessage(f"message {id_} cannot be read: {problem}")
+        return cls(int(id_), channel, sender, tuple(mentions), reply_to, created_at, text,
+                   delivery)  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape ``agentchat listen --json`` prints and ``--exec`` commands read."""
@@ -108,8 +142,59 @@ class Message:
         self._delivery.fail(self, error)
 
 
+def _shown(value: object) -> str:
+    """A value for an error message: one line, at most about 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 42 else text[:40] + "..."
+
+
+def row_problem(
+    channel: object,
+    sender: object,
+    mentions: object,
+    reply_to: object,
+    created_at: object,
+    text: object,
+) -> str | None:
+    """What makes a row of ``agent_chat`` unreadable as a message, or None if nothing does."""
+    if not isinstance(sender, str) or not NAME.fullmatch(sender):
+        return f"invalid sender {_shown(sender)}"
+    if not isinstance(channel, str) or not CHANNEL.fullmatch(channel):
+        return f"invalid channel {_shown(channel)}"
+    if not isinstance(mentions, list):
+        return f"its mentions are not a list of names ({_shown(mentions)})"
+    for name in mentions:
+        if name is None:
+            return "its mentions hold NULL"
+        if not isinstance(name, str):
+            return f"its mentions are not a list of names ({_shown(mentions)})"
+        if name != EVERYONE and not NAME.fullmatch(name):
+            return f"invalid mention {_shown(name)}"
+    if reply_to is not None and (not isinstance(reply_to, int) or isinstance(reply_to, bool)):
+        return f"invalid reply_to {_shown(reply_to)}"
+    if not isinstance(created_at, dt.datetime):
+        return f"invalid created_at {_shown(created_at)}"
+    if not isinstance(text, str):
+        return "its text is not text"
+    return None
+
+
+def read_claimed(
+    chat_id: int, row: Sequence[Any] | Exception, delivery: _Replier | None = None
+) -> Message:
+    """The message of a claimed row; *row* is the exception if fetching it failed (a value
+    Python cannot hold, such as a timestamp past year 9999). :class:`UnreadableMessage` if it
+    cannot be a message."""
+    if isinstance(row, Exception):
+        reason = str(row).strip().splitlines()[0] if str(row).strip() else type(row).__name__
+        raise UnreadableMessage(f"message {chat_id} cannot be read: {reason[:500]}")
+    return Message.from_row(row, delivery)
+
+
 def check_name(name: str, what: str = "agent name") -> str:
     """Return *name* lowercased if it is a valid agent name, else raise :class:`InvalidInput`."""
+    if name is not None and not isinstance(name, str):
+        raise errors.InvalidInput(f"{what} must be a name (str), not {_shown(name)}")
     clean = (name or "").strip().lower()
     if "\x00" in clean:
         raise errors.InvalidInput(f"{what} must not contain a NUL byte")
@@ -123,19 +208,34 @@ def check_name(name: str, what: str = "agent name") -> str:
 
 
 def check_mentions(names: Iterable[str]) -> list[str]:
-    """Validated, lowercased, de-duplicated mentions (``*`` addresses everyone)."""
-    clean: list[str] = []
+    """Validated, lowercased, de-duplicated mentions (``*`` addresses everyone).
+
+    *names* is a list (any iterable) of names: a string is refused, not split into letters.
+    """
+    if isinstance(names, str | bytes):
+        shown = names if isinstance(names, str) else names.decode(errors="replace")
+        example = shown.strip().lower() if NAME.fullmatch(shown.strip().lower()) else "owl"
+        raise errors.InvalidInput(
+            f"recipients must be a list of names, not the string {_shown(shown)}",
+            fix=f"pass a list, e.g. to=[{example!r}]",
+        )
+    if names is None or not isinstance(names, Iterable):
+        raise errors.InvalidInput(f"recipients must be a list of names, not {_shown(names)}")
+    clean: dict[str, None] = {}
     for name in names:
+        if not isinstance(name, str):
+            raise errors.InvalidInput(f"a recipient must be a name (str), not {_shown(name)}")
         one = name.strip()
         one = one if one == EVERYONE else check_name(one, "recipient")
-        if one not in clean:
-            clean.append(one)
+        clean[one] = None
     if len(clean) > MAX_MENTIONS:
         raise errors.InvalidInput(f"too many recipients ({len(clean)}; at most {MAX_MENTIONS})")
-    return clean
+    return list(clean)
 
 
 def check_channel(channel: str) -> str:
+    if channel is not None and not isinstance(channel, str):
+        raise errors.InvalidInput(f"a channel must be a name (str), not {_shown(channel)}")
     clean = (channel or "").strip()
     if "\x00" in clean or not CHANNEL.match(clean):
         shown = clean.replace("\x00", "\\0")[:40]
@@ -168,8 +268,10 @@ def send_params(
     reply_to: int | None = None,
 ) -> dict[str, Any]:
     """Checked parameters for the ``send_message`` query."""
-    if reply_to is not None and (isinstance(reply_to, bool) or reply_to < 1):
-        raise errors.InvalidInput(f"reply_to must be a message id, not {reply_to!r}")
+    if reply_to is not None and (
+        not isinstance(reply_to, int) or isinstance(reply_to, bool) or not 1 <= reply_to <= MAX_ID
+    ):
+        raise errors.InvalidInput(f"reply_to must be a message id, not {_shown(reply_to)}")
     return {
         "sender": check_name(sender, "sender"),
         "message": check_text(message),
@@ -184,7 +286,9 @@ def reply_params(
 ) -> dict[str, Any]:
     """Checked parameters for the ``send_reply`` query: the *index*-th reply of *agent*'s
     delivery of *message*, to its sender unless *to* says otherwise, on its channel."""
-    params = send_params(agent, text, to or [message.sender], message.channel, message.id)
+    if to is None or (isinstance(to, Sequence) and not isinstance(to, str | bytes) and not to):
+        to = [message.sender]
+    params = send_params(agent, text, to, message.channel, message.id)
     return {**params, "reply_key": f"{params['sender']}:{message.id}:{index}"}
 
 
@@ -220,12 +324,53 @@ def send(
     """Post one message and return its id. On a replica it goes to the source (see
     :func:`send_target`); pass *send_dsn* to say where explicitly."""
     params = send_params(sender, message, to, channel, reply_to)
-    target = send_dsn or send_target(_db.make_conninfo(dsn))
-    with _db.connection(_db.make_conninfo(target)) as conn:
+    conninfo = _db.make_conninfo(dsn)
+    target = _db.make_conninfo(send_dsn) if send_dsn else send_target(conninfo)
+    try:
+        conn = _db.connect(target)
+    except errors.ConnectionFailed as exc:
+        if target == conninfo:
+            raise
+        raise send_unreachable(params["sender"], target, exc) from None
+    with conn:
         try:
             return send_on(conn, params)
         except psycopg.Error as exc:
             raise database_error(exc, target) from None
+
+
+def send_unreachable(agent: str, conninfo: str, exc: Exception) -> SendFailed:
+    """The error for an agent whose sends go to *conninfo* (its source) when that fails."""
+    reason = exc.message if isinstance(exc, errors.AgentchatError) else str(exc).strip()
+    reason = (reason.splitlines() or [type(exc).__name__])[0]
+    return SendFailed(
+        f"{agent} sends to {_db.describe(conninfo)}, which failed: {reason}",
+        conninfo=conninfo,
+        fix=SEND_FIX,
+    )
+
+
+def check_limits(limit: int | None, idle_timeout: float | None) -> None:
+    """An agent's ``limit`` (messages) and ``idle_timeout`` (seconds), or InvalidInput."""
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise errors.InvalidInput(f"limit must be at least 1, not {_shown(limit)}")
+    if idle_timeout is not None and not (
+        isinstance(idle_timeout, int | float) and 0 <= idle_timeout <= MAX_IDLE_TIMEOUT
+    ):
+        raise errors.InvalidInput(
+            f"idle_timeout must be 0 to {MAX_IDLE_TIMEOUT:g} seconds, not {_shown(idle_timeout)}"
+        )
+
+
+def check_agent_settings(poll_interval: float, batch_size: int) -> None:
+    """An agent's ``poll_interval`` (seconds) and ``batch_size``, or InvalidInput."""
+    if not (isinstance(poll_interval, int | float) and 0 < poll_interval <= MAX_POLL_INTERVAL):
+        raise errors.InvalidInput(
+            f"poll_interval must be more than 0 and at most {MAX_POLL_INTERVAL:g} seconds,"
+            f" not {_shown(poll_interval)}"
+        )
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise errors.InvalidInput(f"batch_size must be at least 1, not {_shown(batch_size)}")
 
 
 def send_target(conninfo: str, conn: _db.Connection | None = None) -> str:
@@ -263,6 +408,8 @@ def notified_id(payload: str, agent: str, channel: str | None) -> tuple[bool, in
     try:
         data = json.loads(payload)
         mentions = data["mentions"] or []
+        if not isinstance(mentions, list):
+            return True, None
         if data["sender"] == agent:
             return False, None
         if channel is not None and data["channel"] != channel:
@@ -270,8 +417,9 @@ def notified_id(payload: str, agent: str, channel: str | None) -> tuple[bool, in
         if agent not in mentions and EVERYONE not in mentions:
             return False, None
         msg_id = data["id"]
-        return True, msg_id if isinstance(msg_id, int) and not isinstance(msg_id, bool) else None
-    except (ValueError, KeyError, TypeError):
+        readable = isinstance(msg_id, int) and not isinstance(msg_id, bool) and 0 < msg_id <= MAX_ID
+        return True, msg_id if readable else None
+    except Exception:  # anyone may NOTIFY anything (even JSON nested too deep to decode)
         return True, None
 
 
@@ -363,10 +511,10 @@ def prune(
     The deletions replicate; on every database the messages' delivery marks and embedding
     rows go with them (schema version 3's triggers). A replica refuses: prune its source.
     """
-    if older_than < dt.timedelta(0):
-        raise errors.InvalidInput("--older-than must not be negative")
-    if batch_size < 1:
-        raise errors.InvalidInput("--batch-size must be at least 1")
+    if not dt.timedelta(0) <= older_than <= dt.timedelta(days=MAX_PRUNE_DAYS):
+        raise errors.InvalidInput(f"--older-than must be 0 to {MAX_PRUNE_DAYS} days")
+    if isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_PRUNE_BATCH:
+        raise errors.InvalidInput(f"--batch-size must be 1 to {MAX_PRUNE_BATCH}")
     conninfo = _db.make_conninfo(dsn)
     with _db.connection(conninfo) as conn:
         where = _db.describe(_db.resolved_conninfo(conn))
@@ -385,7 +533,9 @@ def prune(
             return PruneResult(where, cutoff, int(counted[0]) if counted else 0, True)
         deleted = 0
         while True:
-            cur = conn.execute(queries["prune_batch"], {"cutoff": cutoff, "batch": batch_size})
+            with conn.transaction():  # messages are immutable unless the transaction says so
+                conn.execute(queries["allow_maintenance"])
+                cur = conn.execute(queries["prune_batch"], {"cutoff": cutoff, "batch": batch_size})
             deleted += cur.rowcount
             if cur.rowcount < batch_size:
                 return PruneResult(where, cutoff, deleted, False)

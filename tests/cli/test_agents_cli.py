@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from agentchat import install, messaging, replication, topology
 from agentchat.server import Cluster
 from tests import helpers
 from tests.helpers import execute, marks, wait_for
+from tests.integration.test_agents import assert_poison_failed, let_anything_in
 
 EXE = str(Path(sys.executable).with_name("agentchat"))
 PY = f"{shlex.quote(sys.executable)} -S -E"  # a Python handler without site: quick to start
@@ -395,7 +397,18 @@ def test_listen_exec_on_a_replica_replies_at_the_source(db: str, replica: str,
                                                         replier: str) -> None:  # fmt: skip
     asked = [messaging.send(db, sender="nova", message=f"q{i}", to=["graybeard"]) for i in range(3)]
     wait_replicated(db, replica)
+    # the replica's user (agentadmin) is no user at the source's server: said at once, one line
+    # naming the source and the fix, nothing handled (it used to retry forever, naming the replica)
     done = cli("listen", "--dsn", replica, "--as", "graybeard", "--exec", replier, "--once")
+    line = assert_one_line_error(done, f'sends to database "{helpers.dbname(db)}"', code=1)
+    assert 'role "agentadmin" does not exist' in line and helpers.dbname(replica) not in line
+    assert all(fix in line for fix in ("--send-dsn", "pg_hba.conf", "~/.pgpass"))
+    refused = cli("send", "--dsn", replica, "--as", "graybeard", "--to", "nova", "from afar")
+    assert_one_line_error(refused, f'sends to database "{helpers.dbname(db)}"', code=1)
+    assert marks(replica) == [] and replies(db) == []
+    # with --send-dsn, a connection that works there
+    done = cli("listen", "--dsn", replica, "--as", "graybeard", "--exec", replier, "--once",
+               "--send-dsn", db)  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 3
@@ -413,7 +426,8 @@ def test_listen_exec_on_a_replica_replies_at_the_source(db: str, replica: str,
     assert marks(db) == []  # marks stay where the agent listens
 
     # `send` on a replica goes to its source, too
-    sent = int(ok(cli("send", "--dsn", replica, "--as", "graybeard", "--to", "nova", "from afar")))
+    sent = int(ok(cli("send", "--dsn", replica, "--as", "graybeard", "--to", "nova", "from afar",
+                      "--send-dsn", db)))  # fmt: skip
     assert execute(db, "SELECT sender, message FROM agent_chat WHERE id = %s", (sent,)) == [
         ("graybeard", "from afar")
     ]
@@ -551,7 +565,7 @@ def test_kill_9_between_the_reply_and_the_mark(
     with psycopg.connect(home, autocommit=True) as holder:
         holder.execute(HOLD.encode())
         holder.execute("SELECT pg_advisory_lock(%s)", (HOLD_KEY,))
-        proc = start_listener(home, command, tmp_path / "first")
+        proc = start_listener(home, command, tmp_path / "first", "--send-dsn", source)
         try:
             wait_for(lambda: listening(home, "first"), what="the listener")
             sent = send_many(source, 25)
@@ -580,7 +594,8 @@ def test_kill_9_between_the_reply_and_the_mark(
         source, "SELECT reply_to, id FROM agent_chat WHERE reply_to IS NOT NULL")}  # fmt: skip
     assert sorted(before) == (sent[:10] if where == "replica" else sent[:9])
 
-    again = start_listener(home, command, tmp_path / "second", "--idle-timeout", "1")
+    again = start_listener(home, command, tmp_path / "second", "--idle-timeout", "1",
+                           "--send-dsn", source)  # fmt: skip
     assert finish(again) == 0, (tmp_path / "second.err").read_text()
     assert_each_answered_once(source, home, sent)
     seen = Counter(logged(log))
@@ -636,8 +651,11 @@ def test_sigterm_stops_listen_after_the_current_message(chatdb: str, tmp_path: P
 
 
 def age(conninfo: str, ids: list[int], days: int = 30) -> None:
-    execute(conninfo, "UPDATE agent_chat SET created_at = now() - make_interval(days => %s)"
-            " WHERE id = ANY(%s)", (days, ids))  # fmt: skip
+    """Make messages *days* old (messages are immutable: past the guard, as replication is)."""
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("UPDATE agent_chat SET created_at = now() - make_interval(days => %s)"
+                     " WHERE id = ANY(%s)", (days, ids))  # fmt: skip
 
 
 def test_prune_dry_run_json_and_real(chatdb: str) -> None:
@@ -769,9 +787,10 @@ def test_exec_replies_even_after_the_agent_answered_by_hand(
     wait_replicated(db, home)
     # graybeard answers by hand first (from its own database), then its listener runs
     ok(cli("send", "--dsn", home, "--as", "graybeard", "--to", "nova", "--reply-to", str(asked),
-           "a manual answer"))  # fmt: skip
+           "a manual answer", "--send-dsn", db))  # fmt: skip
     wait_replicated(db, home)
-    done = cli("listen", "--dsn", home, "--as", "graybeard", "--exec", replier, "--once", "--json")
+    done = cli("listen", "--dsn", home, "--as", "graybeard", "--exec", replier, "--once", "--json",
+               "--send-dsn", db)  # fmt: skip
     why = f"listen: exit {done.returncode}, {done.stdout!r}, {done.stderr!r}; marks {marks(home)}"
     report = json_lines(ok(done))
     assert [r[4] for r in replies(db)] == [
@@ -780,3 +799,177 @@ def test_exec_replies_even_after_the_agent_answered_by_hand(
     ], why
     [(last,)] = execute(db, "SELECT max(id) FROM agent_chat")
     assert [r["reply_id"] for r in report] == [last], why
+
+
+# -- field hardening: rows no listener can read, a source out of reach, hostile input -------------
+
+
+def test_a_row_listen_cannot_read_is_recorded_as_failed_and_listen_goes_on(chatdb: str) -> None:
+    """`listen --as owl` crashed (exit 70) on every start at a NULL mention, and every later
+    message to owl was blocked: now each unreadable row is a warning and a failed mark."""
+    db = chatdb
+    poison = let_anything_in(db)
+    good = messaging.send(db, sender="nova", message="after the poison", to=["*"])
+
+    done = cli("listen", "--dsn", db, "--as", "owl", "--once")
+    assert ok(done) == f"#{good} [general] nova -> *: after the poison\n"
+    warnings = done.stderr.splitlines()
+    assert [w.split(" cannot be read: ")[0] for w in warnings] == [
+        f"agentchat: warning: owl: message {i}" for i in poison
+    ]
+    assert [m["id"] for m in once(db, "sage")] == [good]  # --json
+    done = cli("listen", "--dsn", db, "--as", "echo", "--exec", "cat >/dev/null; echo re",
+               "--once", "--json")  # fmt: skip
+    assert [(r["id"], r["status"]) for r in json_lines(ok(done))] == [(good, "responded")]
+    for agent in ("owl", "sage", "echo"):
+        assert_poison_failed(db, agent, poison)
+        assert (good, agent, "routed" if agent != "echo" else "responded") in marks(db, agent)
+    again = cli("listen", "--dsn", db, "--as", "owl", "--once")
+    assert ok(again) == "" and again.stderr == ""  # a failed row is not tried again
+
+
+#: an --exec handler that locks its agent's send role out of the source, then replies
+LOCKOUT = """\
+import os, psycopg
+with psycopg.connect(os.environ["ADMIN_DSN"], autocommit=True) as conn:
+    conn.execute('ALTER ROLE "%s" NOLOGIN' % os.environ["WRITER"])
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                 (os.environ["WRITER"],))
+print("re")
+"""
+
+
+def test_a_source_lost_mid_run_is_named_and_once_and_idle_timeout_hold(
+    db: str, replica: str, tmp_path: Path
+) -> None:
+    """The source goes away after listen started (its role locked out by the handler itself):
+    the warnings name the source, not the replica, and --once / --idle-timeout still end the
+    run (exit 1, the error), where it used to retry forever."""
+    role = f"writer_{uuid.uuid4().hex[:8]}"
+    execute(db, f'CREATE ROLE "{role}" LOGIN SUPERUSER')
+    writer = psycopg.conninfo.make_conninfo(db, user=role)
+    script = tmp_path / "lockout.py"
+    script.write_text(LOCKOUT)
+    asked = messaging.send(db, sender="nova", message="question", to=["graybeard"])
+    wait_replicated(db, replica)
+    source = f'database "{helpers.dbname(db)}"'
+    try:
+        for extra in (["--once"], ["--idle-timeout", "2"]):
+            execute(db, f'ALTER ROLE "{role}" LOGIN')
+            done = cli(
+                "listen", "--dsn", replica, "--as", "graybeard", "--send-dsn", writer,
+                "--exec", f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}", *extra,
+                env={"ADMIN_DSN": db, "WRITER": role},
+            )  # fmt: skip
+            assert done.returncode == 1, done.stderr
+            *warnings, error = done.stderr.splitlines()
+            assert error.startswith(f"agentchat: error: graybeard sends to {source}"), error
+            assert "the idle timeout" in error and "--send-dsn" in error
+            assert all(w.startswith(f"agentchat: warning: {source}") for w in warnings), warnings
+            assert (warnings == []) == (extra == ["--once"])
+            assert helpers.dbname(replica) not in done.stderr and "Traceback" not in done.stderr
+        assert marks(replica) == [] and replies(db) == []  # rolled back, delivered next time
+        execute(db, f'ALTER ROLE "{role}" LOGIN')
+        done = cli("listen", "--dsn", replica, "--as", "graybeard", "--send-dsn", db,
+                   "--exec", "echo fine", "--once")  # fmt: skip
+        assert ok(done).startswith(f"#{asked} from nova: responded #")
+    finally:
+        execute(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (role,))  # fmt: skip
+        wait_for(lambda: gone_role(db, role), what="the role's sessions to end")
+        execute(db, f'DROP ROLE "{role}"')
+
+
+def gone_role(conninfo: str, role: str) -> bool:
+    return execute(conninfo, "SELECT count(*) FROM pg_stat_activity WHERE usename = %s",
+                   (role,)) == [(0,)]  # fmt: skip
+
+
+BAD_NUMBERS: list[tuple[list[str], str]] = [
+    (["send", "--as", "nova", "--reply-to", "9223372036854775808", "hi"], "--reply-to"),
+    (["send", "--as", "nova", "--reply-to", "-1", "hi"], "--reply-to"),
+    (["listen", "--as", "owl", "--once", "--poll-interval", "nan"], "--poll-interval"),
+    (["listen", "--as", "owl", "--once", "--poll-interval", "inf"], "--poll-interval"),
+    (["listen", "--as", "owl", "--once", "--poll-interval", "1e300"], "--poll-interval"),
+    (["listen", "--as", "owl", "--once", "--poll-interval", "0"], "--poll-interval"),
+    (["listen", "--as", "owl", "--idle-timeout", "nan"], "--idle-timeout"),
+    (["listen", "--as", "owl", "--idle-timeout", "-1"], "--idle-timeout"),
+    (["listen", "--as", "owl", "--once", "--exec", "true", "--exec-timeout", "nan"],
+     "--exec-timeout"),
+    (["listen", "--as", "owl", "--once", "--exec", "true", "--exec-timeout", "3000000"],
+     "--exec-timeout"),
+    (["listen", "--as", "owl", "--once", "--exec", "true", "--exec-timeout", "0"],
+     "--exec-timeout"),
+    (["listen", "--as", "owl", "--count", "0"], "--count"),
+    (["listen", "--as", "owl", "--count", "-5"], "--count"),
+    (["prune", "--older-than", "nan"], "--older-than"),
+    (["prune", "--older-than", "inf"], "--older-than"),
+    (["prune", "--older-than", "1e300"], "--older-than"),
+    (["prune", "--older-than", "1", "--batch-size", "0"], "--batch-size"),
+    (["prune", "--older-than", "1", "--batch-size", str(10**30)], "--batch-size"),
+]  # fmt: skip
+
+
+def test_numeric_options_out_of_range_are_bad_input(bad_input_db: str) -> None:
+    """Each was exit 1 (bigint out of range), 70 (an overflow), a busy loop (nan), or every
+    message failing (a timeout the OS cannot wait for): now exit 2, one line, nothing done."""
+    for args, option in BAD_NUMBERS:
+        done = cli(*args, "--dsn", bad_input_db)
+        assert_one_line_error(done, option, code=2)
+    assert count(bad_input_db) == 0
+    assert count(bad_input_db, "SELECT count(*) FROM agent_chat_processed") == 0
+
+
+def test_hostile_input_to_send_and_listen(chatdb: str, tmp_path: Path) -> None:
+    db = chatdb
+    # 100,000 recipients: refused at once (checking them was quadratic: it never finished)
+    many = [f"--to={','.join(f'a{i}-{n}' for n in range(10_000))}" for i in range(10)]
+    assert_one_line_error(cli("send", "--dsn", db, "--as", "nova", *many, "hi"),
+                          "too many recipients (100000; at most 64)")  # fmt: skip
+    # a 10,000-character name or channel, a channel with a newline: one short line each
+    for args, fragment in (
+        (["--as", "n" * 10_000], "invalid sender 'nnnnnnnn"),
+        (["--as", "nova", "--to", "o" * 10_000], "invalid recipient"),
+        (["--as", "nova", "--channel", "ops\nroom"], "invalid channel 'ops\\nroom'"),
+        (["--as", "nova", "--channel", "c" * 10_000], "invalid channel"),
+    ):
+        line = assert_one_line_error(cli("send", "--dsn", db, *args, "hi"), fragment)
+        assert len(line) < 300
+    assert count(db) == 0
+
+    # --exec: a background child holding the output pipe is killed with the command at the
+    # timeout (listen used to wait for it, here ten minutes); a reply PostgreSQL cannot store
+    # (a NUL byte) is a failed message with its report line, and listen goes on
+    first = messaging.send(db, sender="nova", message="one", to=["owl"])
+    second = messaging.send(db, sender="nova", message="two", to=["owl"])
+    third = messaging.send(db, sender="nova", message="three", to=["owl"])
+    handler = tmp_path / "handler.sh"
+    handler.write_text(
+        'case "$AGENTCHAT_MESSAGE_ID" in\n'
+        f"  {first}) sleep 600 & echo $! > {shlex.quote(str(tmp_path))}/child.pid; echo late;;\n"
+        f"  {second}) printf 'bad\\000reply';;\n"
+        "  *) echo fine;;\n"
+        "esac\n"
+    )
+    done = cli("listen", "--dsn", db, "--as", "owl", "--once", "--json", "--exec-timeout", "2",
+               "--exec", f"sh {shlex.quote(str(handler))}")  # fmt: skip
+    report = json_lines(ok(done))
+    assert [(r["id"], r["status"], r["error"]) for r in report] == [
+        (first, "failed", "timed out after 2 s"),
+        (second, "failed", "the reply was refused: the message contains a NUL byte, which"
+         " PostgreSQL text cannot store (remove it, or encode binary data (base64) first)"),
+        (third, "responded", None),
+    ]  # fmt: skip
+    assert len(done.stderr.splitlines()) == 2
+    assert marks(db) == [(first, "owl", "failed"), (second, "owl", "failed"),
+                         (third, "owl", "responded")]  # fmt: skip
+    child = int((tmp_path / "child.pid").read_text())
+    wait_for(lambda: not alive(child), what="the background child to be killed")
+
+
+def alive(pid: int) -> bool:
+    """Whether process *pid* exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

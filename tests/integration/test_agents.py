@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+import psycopg
 import pytest
 
-from agentchat import install, messaging, replication
+from agentchat import errors, install, messaging, replication
 from agentchat.agent import Agent
 from agentchat.aio import AsyncAgent
 from agentchat.messaging import Message
@@ -82,7 +83,7 @@ def listening(conninfo: str, count: int = 1) -> bool:
 
 def test_a_listener_on_a_replica_is_woken_by_notify(topo: Topo) -> None:
     # a poll interval far beyond the test's wait: only a notification can deliver in time
-    agent = Agent("graybeard", topo.far, poll_interval=300)
+    agent = Agent("graybeard", topo.far, send_dsn=topo.source, poll_interval=300)
     running = start(agent, reply=lambda m: f"re: {m.message}")
     try:
         wait_for(lambda: listening(topo.far), what="the listener")
@@ -109,7 +110,7 @@ def test_a_listener_survives_an_immediate_restart_of_its_cluster(
     topo: Topo, remote: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="agentchat.agent")
-    running = start(Agent("graybeard", topo.far, poll_interval=0.5))
+    running = start(Agent("graybeard", topo.far, send_dsn=topo.source, poll_interval=0.5))
     sent: list[int] = []
     stop_writing = threading.Event()
 
@@ -141,10 +142,12 @@ def test_five_agents_on_three_databases_exchange_a_thousand_messages(topo: Topo)
         "graybeard": topo.local, "sage": topo.local,
         "echo": topo.far,
     }  # fmt: skip
+    # the far replica's user is no user at the source's server: it sends with --send-dsn
+    sends = {name: topo.source if dsn == topo.far else None for name, dsn in homes.items()}
     # answer every message that is not itself a reply (no ping-pong)
     agents = {
         name: start(
-            Agent(name, dsn, poll_interval=1),
+            Agent(name, dsn, send_dsn=sends[name], poll_interval=1),
             reply=lambda m: None if m.reply_to else f"re {m.id}",
         )
         for name, dsn in homes.items()
@@ -154,7 +157,7 @@ def test_five_agents_on_three_databases_exchange_a_thousand_messages(topo: Topo)
     originals: dict[int, tuple[str, list[str]]] = {}
 
     def sender(name: str) -> None:
-        me = Agent(name, homes[name])
+        me = Agent(name, homes[name], send_dsn=sends[name])
         with me:
             for who, i in plan:
                 if who == name:
@@ -275,7 +278,7 @@ def test_the_asyncio_agent(topo: Topo) -> None:
 
     async def main() -> tuple[list[int], int]:
         got = []
-        async with AsyncAgent("sage", topo.far, poll_interval=0.2) as agent:
+        async with AsyncAgent("sage", topo.far, send_dsn=topo.source, poll_interval=0.2) as agent:
             async for msg in agent.messages(limit=2):
                 got.append(msg.id)
                 await msg.areply(f"async re {msg.message}")
@@ -307,8 +310,10 @@ def test_prune_removes_marks_and_embeddings_on_every_database(
     old = [messaging.send(topo.source, sender="nova", message=f"old {i}", to=["*"])
            for i in range(5)]  # fmt: skip
     new = messaging.send(topo.source, sender="nova", message="new", to=["*"])
-    execute(topo.source, "UPDATE agent_chat SET created_at = now() - interval '30 days'"
-            " WHERE id = ANY(%s)", (old,))  # fmt: skip
+    with psycopg.connect(topo.source) as conn:  # messages are immutable: past the guard
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("UPDATE agent_chat SET created_at = now() - interval '30 days'"
+                     " WHERE id = ANY(%s)", (old,))  # fmt: skip
     for replica in (topo.local, topo.far):
         wait_for(lambda r=replica: execute(r, "SELECT count(*) FROM agent_chat") == [(6,)])
         with Agent("graybeard", replica) as agent:
@@ -381,3 +386,123 @@ def test_a_reply_by_hand_never_hides_a_delivery_reply_on_a_replica(topo: Topo) -
                    " WHERE reply_to = %s ORDER BY id", (asked,))  # fmt: skip
     assert rows[0] == (by_hand, "on it", None)
     assert [r[1:] for r in rows[1:]] == [("the answer", f"graybeard:{asked}:1")]
+
+
+#: rows an older schema let a raw INSERT store; each is addressed to everyone
+POISON = [
+    ("nova", "general", "{NULL,*}", "now", "its mentions hold NULL"),
+    ("nova", "general", "{{*,owl},{sage,atlas}}", "now", "mentions are not a list of names"),
+    ("nova", "general", '{*,"Not An Agent"}', "now", "invalid mention 'Not An Agent'"),
+    ("nova", "ops\nroom", "{*}", "now", "invalid channel 'ops\\nroom'"),
+    ("Nova Prime", "general", "{*}", "now", "invalid sender 'Nova Prime'"),
+    ("nova", "general", "{*}", "infinity", "timestamp too large"),
+]
+
+
+def let_anything_in(conninfo: str) -> list[int]:
+    """Make *conninfo*'s agent_chat as permissive as before schema version 5 (no admission
+    trigger, no mentions CHECK), insert the POISON rows raw, and return their ids."""
+    execute(
+        conninfo,
+        "DO $$ BEGIN IF EXISTS (SELECT FROM pg_trigger WHERE tgname = 'trg_admit_agent_chat')"
+        " THEN ALTER TABLE agent_chat DISABLE TRIGGER trg_admit_agent_chat; END IF; END $$",
+    )
+    execute(conninfo, "ALTER TABLE agent_chat DROP CONSTRAINT IF EXISTS agent_chat_mentions_valid")
+    ids = []
+    for sender, channel, mentions, created_at, _error in POISON:
+        [(new_id,)] = execute(
+            conninfo,
+            "INSERT INTO agent_chat (sender, channel, message, mentions, created_at)"
+            " VALUES (%s, %s, 'poison', %s::text[], %s::timestamptz) RETURNING id",
+            (sender, channel, mentions, created_at),
+        )
+        ids.append(int(str(new_id)))
+    return ids
+
+
+def assert_poison_failed(conninfo: str, agent: str, ids: list[int]) -> None:
+    rows = execute(
+        conninfo,
+        "SELECT chat_id, status, error FROM agent_chat_processed WHERE agent = %s"
+        " AND chat_id = ANY(%s) ORDER BY chat_id",
+        (agent, ids),
+    )
+    assert [(r[0], r[1]) for r in rows] == [(i, "failed") for i in ids]
+    for (chat_id, _status, error), (*_row, reason) in zip(rows, POISON, strict=True):
+        assert str(error).startswith(f"message {chat_id} cannot be read: "), error
+        assert reason in str(error), (reason, error)
+
+
+def test_no_row_stops_an_agents_delivery(db: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Rows an older schema let in (a NULL mention, a channel with a newline, a timestamp
+    Python cannot hold, ...) are recorded as failed, and every agent gets the next message;
+    so does a listener sent a NOTIFY too deeply nested to decode."""
+    caplog.set_level(logging.WARNING, logger="agentchat.agent")
+    install.install(db)
+    poison = let_anything_in(db)
+    good = messaging.send(db, sender="nova", message="after the poison", to=["*"])
+
+    with Agent("sage", db) as sage:  # Agent.messages
+        assert [m.id for m in sage.messages(idle_timeout=0)] == [good]
+    with Agent("atlas", db) as atlas:  # Agent.run
+        assert atlas.run(lambda m: None, idle_timeout=0) == 1
+
+    async def asynchronous() -> tuple[list[int], int]:
+        async with AsyncAgent("owl", db) as owl, AsyncAgent("echo", db) as echo:
+            got = [m.id async for m in owl.messages(idle_timeout=0)]
+            return got, await echo.run(lambda m: None, idle_timeout=0)
+
+    assert asyncio.run(asynchronous()) == ([good], 1)
+    for agent in ("sage", "atlas", "owl", "echo"):
+        assert_poison_failed(db, agent, poison)
+        assert (good, agent, "routed") in marks(db, agent)
+    warned = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(warned) == 4 * len(poison) and all("\n" not in w for w in warned)
+
+    # a forged notification JSON cannot decode (nested too deep) only wakes the listener
+    running = start(Agent("sage", db, poll_interval=300))
+    try:
+        wait_for(lambda: listening(db), what="the listener")
+        execute(db, "SELECT pg_notify('agent_chat', %s)", ("[" * 3900 + "]" * 3900,))
+        later = messaging.send(db, sender="nova", message="later", to=["sage"])
+        wait_for(lambda: running.seen == [later], what="the next message, by NOTIFY")
+        assert running.thread is not None and running.thread.is_alive()
+    finally:
+        running.stop()
+
+
+def test_recipients_must_be_a_list_of_names(db: str) -> None:
+    """`to="owl"` used to address ['l', 'o', 'w'] and `to=[None]` to raise AttributeError."""
+    install.install(db)
+    asked = messaging.send(db, sender="nova", message="question", to=["owl"])
+    bad: list[tuple[object, str]] = [
+        ("owl", "recipients must be a list of names, not the string 'owl' (pass a list, e.g."
+                " to=['owl'])"),
+        ([None], "a recipient must be a name (str), not None"),
+        (["owl", 7], "a recipient must be a name (str), not 7"),
+        (None, "recipients must be a list of names, not None"),
+    ]  # fmt: skip
+    for to, error in bad:
+        with pytest.raises(errors.InvalidInput) as info:
+            messaging.send(db, sender="nova", message="x", to=to)  # type: ignore[arg-type]
+        assert str(info.value) == error
+        with Agent("nova", db) as nova, pytest.raises(errors.InvalidInput, match="recipient"):
+            nova.send("x", to=to)  # type: ignore[arg-type]
+
+        async def asynchronous(to: object = to) -> None:
+            async with AsyncAgent("nova", db) as nova:
+                await nova.send("x", to=to)  # type: ignore[arg-type]
+
+        with pytest.raises(errors.InvalidInput, match="recipient"):
+            asyncio.run(asynchronous())
+
+    # in a delivery, msg.reply(to=...) is refused the same way; the handler's error is recorded
+    def handler(msg: Message) -> None:
+        msg.reply("answer", to="nova")  # a str is a Sequence[str]: only the check catches it
+
+    with Agent("owl", db) as owl:
+        assert owl.run(handler, idle_timeout=0) == 1
+    [(status, recorded)] = execute(db, "SELECT status, error FROM agent_chat_processed")
+    assert status == "failed"
+    assert "InvalidInput: recipients must be a list of names" in str(recorded)
+    assert execute(db, "SELECT id FROM agent_chat") == [(asked,)]  # nothing else was stored

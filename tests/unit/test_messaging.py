@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
 import pytest
 
 from agentchat import _db, errors
-from agentchat.agent import Backoff, failure_text
+from agentchat.agent import Agent, Backoff, failure_text
 from agentchat.messaging import (
     Catchup,
     Message,
+    UnreadableMessage,
+    check_agent_settings,
     check_channel,
+    check_limits,
     check_mentions,
     check_name,
     check_text,
     notification_concerns,
     notified_id,
+    read_claimed,
+    reply_params,
     send_params,
 )
 
@@ -163,3 +169,95 @@ def test_notified_id_reads_the_payload() -> None:
     assert notified_id(payload(mentions=["atlas"]), "sage", None) == (False, None)
     forged = json.dumps({"id": "1; DROP", "channel": "c", "sender": "x", "mentions": ["*"]})
     assert notified_id(forged, "sage", None) == (True, None)  # odd id: full catch-up instead
+
+
+def test_any_notification_payload_is_read_without_an_error() -> None:
+    """Anyone may NOTIFY agent_chat: no payload may raise (one nested too deep for the JSON
+    decoder raised RecursionError and stopped the listener)."""
+    for hostile in (
+        "[" * 3900 + "]" * 3900,
+        '{"id": 1, "channel": "c", "sender": "x", "mentions": "sage"}',
+        '{"id": 1, "channel": "c", "sender": "x", "mentions": [null, "sage"]}',
+        '{"id": 1, "channel": "c", "sender": "x", "mentions": [["sage"]]}',
+        "[1, 2]",
+        "null",
+        "",
+    ):
+        concerns, msg_id = notified_id(hostile, "sage", None)
+        assert concerns is True or msg_id is None
+    for odd_id in (2**63, 0, -1, True, 1.5):
+        odd = json.dumps({"id": odd_id, "channel": "c", "sender": "x", "mentions": ["sage"]})
+        assert notified_id(odd, "sage", None) == (True, None)
+
+
+WHEN = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ((1, "general", "nova", [None, "owl"], None, WHEN, "x"), "its mentions hold NULL"),
+        ((1, "general", "nova", [["owl"]], None, WHEN, "x"), "its mentions are not a list"),
+        ((1, "general", "nova", "owl", None, WHEN, "x"), "its mentions are not a list"),
+        ((1, "general", "nova", ["Owl Bot"], None, WHEN, "x"), "invalid mention 'Owl Bot'"),
+        ((1, "ops\nroom", "nova", ["owl"], None, WHEN, "x"), "invalid channel 'ops\\nroom'"),
+        ((1, "general", None, ["owl"], None, WHEN, "x"), "invalid sender None"),
+        ((1, "general", "nova\n", ["owl"], None, WHEN, "x"), "invalid sender 'nova\\n'"),
+        ((1, "general", "x" * 99, ["owl"], None, WHEN, "x"), "invalid sender 'xxxxx"),
+        ((1, "general", "nova", ["owl"], "2", WHEN, "x"), "invalid reply_to '2'"),
+        ((1, "general", "nova", ["owl"], None, "now", "x"), "invalid created_at 'now'"),
+        ((1, "general", "nova", ["owl"], None, WHEN, None), "its text is not text"),
+    ],
+)
+def test_a_row_that_is_not_a_message_is_unreadable(row: tuple[object, ...], problem: str) -> None:
+    with pytest.raises(UnreadableMessage) as info:
+        Message.from_row(row)
+    assert str(info.value).startswith(f"message 1 cannot be read: {problem}")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 120
+    with pytest.raises(UnreadableMessage, match="message 9 cannot be read: timestamp too large"):
+        read_claimed(9, ValueError("timestamp too large (after year 10K): 'infinity'\nmore"))
+
+
+def test_recipients_are_a_list_of_names() -> None:
+    """A string is refused (it used to address its letters), so is anything but a name."""
+    with pytest.raises(errors.InvalidInput) as info:
+        check_mentions("owl")
+    assert str(info.value) == (
+        "recipients must be a list of names, not the string 'owl' (pass a list, e.g. to=['owl'])"
+    )
+    for bad, error in (([None], "not None"), ([b"owl"], "not b'owl'"), (None, "not None"),
+                       (7, "not 7"), (b"owl", "not the string 'owl'")):  # fmt: skip
+        with pytest.raises(errors.InvalidInput, match=error):
+            check_mentions(bad)  # type: ignore[arg-type]
+    msg = Message.from_row((5, "ops", "nova", ["owl"], None, WHEN, "q"))
+    assert reply_params("owl", msg, "a", None, 1)["mentions"] == ["nova"]
+    assert reply_params("owl", msg, "a", ["atlas"], 1)["mentions"] == ["atlas"]
+    for bad_to in ("nova", "", [None]):
+        with pytest.raises(errors.InvalidInput, match="recipient"):
+            reply_params("owl", msg, "a", bad_to, 1)  # type: ignore[arg-type]
+    # 200,000 names are counted, not compared with each other (that was quadratic)
+    with pytest.raises(errors.InvalidInput, match=r"too many recipients \(200000; at most 64\)"):
+        check_mentions(f"a{i}" for i in range(200_000))
+
+
+def test_numbers_an_agent_takes() -> None:
+    for reply_to in (2**63, "5", 1.0):
+        with pytest.raises(errors.InvalidInput, match="reply_to must be a message id"):
+            send_params("nova", "hi", reply_to=reply_to)  # type: ignore[arg-type]
+    assert send_params("nova", "hi", reply_to=2**63 - 1)["reply_to"] == 2**63 - 1
+    for limit, idle in ((0, None), (-1, None), (True, None), (None, -1), (None, math.nan),
+                        (None, math.inf), (None, "5")):  # fmt: skip
+        with pytest.raises(errors.InvalidInput):
+            check_limits(limit, idle)  # type: ignore[arg-type]
+    check_limits(None, None)
+    check_limits(1, 0)
+    for poll in (0, -1, math.nan, math.inf, 1e300):
+        with pytest.raises(errors.InvalidInput, match="poll_interval"):
+            check_agent_settings(poll, 100)
+    with pytest.raises(errors.InvalidInput, match="batch_size"):
+        check_agent_settings(5, 0)
+    for name, channel in ((7, None), ("nova", 7)):
+        with pytest.raises(errors.InvalidInput, match=r"must be a name \(str\)"):
+            Agent(name, "dbname=x", channel=channel)  # type: ignore[arg-type]
+    with pytest.raises(errors.InvalidInput, match="poll_interval"):
+        Agent("nova", "dbname=x", poll_interval=math.nan)

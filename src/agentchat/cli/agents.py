@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,6 +19,19 @@ from agentchat import _db, errors, messaging, topology
 from agentchat.agent import Agent
 from agentchat.cli import _options, _output
 from agentchat.messaging import Message
+
+#: the longest --exec-timeout: a week (a longer wait overflows the operating system's timers)
+MAX_EXEC_TIMEOUT = 604_800.0
+
+
+class _Finite(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (nan passes every comparison)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def _send_dsn(func: _options.F) -> _options.F:
@@ -32,7 +49,10 @@ def _send_dsn(func: _options.F) -> _options.F:
     help="A recipient (repeat it, or NAME,NAME; * for everyone). None: addressed to nobody.",
 )  # fmt: skip
 @click.option("--channel", default="general", show_default=True, help="The channel.")
-@click.option("--reply-to", type=click.IntRange(min=1), metavar="ID", help="Answer message ID.")
+@click.option(
+    "--reply-to", type=click.IntRange(min=1, max=messaging.MAX_ID), metavar="ID",
+    help="Answer message ID.",
+)  # fmt: skip
 @_send_dsn
 @_options.json_flag
 @click.argument("message", required=False)
@@ -102,19 +122,32 @@ class _Exec:
 
     def __call__(self, msg: Message) -> None:
         env = {**os.environ, "AGENTCHAT_AGENT": self.agent, "AGENTCHAT_MESSAGE_ID": str(msg.id)}
+        # its own process group: on a timeout (or Ctrl-C) the command and everything it started
+        # is killed; a background child must not hold its output pipe open forever
+        proc = subprocess.Popen(
+            self.command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, encoding="utf-8", errors="replace", env=env,
+            start_new_session=True,
+        )  # fmt: skip
         try:
-            proc = subprocess.run(
-                self.command, shell=True, input=msg.to_json(), capture_output=True,
-                encoding="utf-8", errors="replace", timeout=self.timeout, env=env, check=False,
-            )  # fmt: skip
+            stdout, stderr = proc.communicate(msg.to_json(), timeout=self.timeout)
         except subprocess.TimeoutExpired:
+            _kill_group(proc)
             return self._failed(msg, f"timed out after {self.timeout:g} s")
+        except BaseException:
+            _kill_group(proc)
+            raise
         if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or [""])[-1]
+            last = (stderr.strip().splitlines() or [""])[-1]
             status = f"exit status {proc.returncode}"
             return self._failed(msg, f"{status}: {last}" if last else status)
-        reply = proc.stdout.strip()
-        reply_id = msg.reply(reply) if reply else None
+        reply = stdout.strip()
+        try:
+            reply_id = msg.reply(reply) if reply else None
+        except errors.ConnectionFailed:
+            raise  # the delivery is rolled back and tried again
+        except (errors.InvalidInput, errors.DatabaseError) as exc:
+            return self._failed(msg, f"the reply was refused: {exc}")
         self._report(msg, "responded" if reply_id else "routed", reply_id=reply_id)
 
     def _failed(self, msg: Message, error: str) -> None:
@@ -136,6 +169,13 @@ class _Exec:
         sys.stdout.flush()
 
 
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """Kill a --exec command's process group and reap it."""
+    with contextlib.suppress(ProcessLookupError):  # the group is gone already
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
 @click.command()
 @_options.connection
 @click.option("--as", "agent_name", required=True, metavar="NAME", help="The listening agent.")
@@ -147,17 +187,18 @@ class _Exec:
     help="Run CMD per message (message JSON on stdin); its stdout is posted as the reply.",
 )  # fmt: skip
 @click.option(
-    "--exec-timeout", type=click.FloatRange(min=0, min_open=True), default=300.0,
+    "--exec-timeout", type=_Finite(min=0, min_open=True, max=MAX_EXEC_TIMEOUT), default=300.0,
     show_default=True, metavar="SECONDS", help="A --exec command running longer has failed.",
 )  # fmt: skip
 @click.option("--once", is_flag=True, help="Handle what is waiting, then exit.")
 @click.option("--count", type=click.IntRange(min=1), metavar="N", help="Exit after N messages.")
 @click.option(
-    "--idle-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+    "--idle-timeout", type=_Finite(min=0, max=messaging.MAX_IDLE_TIMEOUT), metavar="SECONDS",
     help="Exit after this long without a message.",
 )  # fmt: skip
 @click.option(
-    "--poll-interval", type=click.FloatRange(min=0.01), default=5.0, show_default=True,
+    "--poll-interval", type=_Finite(min=0.01, max=messaging.MAX_POLL_INTERVAL), default=5.0,
+    show_default=True,
     metavar="SECONDS", help="Catch up by query at least this often (NOTIFY may be lost).",
 )  # fmt: skip
 def listen(
@@ -203,11 +244,13 @@ def listen(
 @_options.connection
 @_options.config
 @click.option(
-    "--older-than", type=click.FloatRange(min=0), required=True, metavar="DAYS",
+    "--older-than", type=_Finite(min=0, max=messaging.MAX_PRUNE_DAYS), required=True,
+    metavar="DAYS",
     help="Delete messages older than this many days (fractions work).",
 )  # fmt: skip
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=5000, show_default=True,
+    "--batch-size", type=click.IntRange(min=1, max=messaging.MAX_PRUNE_BATCH), default=5000,
+    show_default=True,
     help="Messages deleted per transaction.",
 )  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
