@@ -1,10 +1,12 @@
 """``doctor``: the seed's troubleshooting section as code — cause, repair, and safe fixes.
 
 On top of :mod:`agentchat.health`'s checks, doctor looks across each subscription to its source:
-does the publication still exist, and has anybody written rows into the replica's agent_chat
-(rows the source does not have, or has with other content: the duplicate key that stops the
-apply worker)? ``fix`` repairs what is safe to repair — trigger modes, and a subscription
-disabled for a cause that is gone — and never deletes a row.
+does the publication still exist, does the source still take the subscription's password, and
+has anybody written rows into the replica's agent_chat (rows the source does not have, or has
+with other content: the conflict that makes the apply worker crash-loop)? ``fix`` repairs what
+is safe to repair — trigger modes, disable_on_error, a subscription disabled for a cause that
+is gone, a subscription whose password no longer works (it gets a role of its own) — and never
+deletes a row.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from psycopg import sql
 from agentchat import _db, errors, health
 from agentchat import install as installer
 from agentchat.health import Check, DatabaseFacts, Verdict
+from agentchat.replication_role import give_own_role, password_fails, role_of
 from agentchat.sql import queries
+from agentchat.topology import Topology
 
 BATCH = 5000
 
@@ -42,9 +46,12 @@ def diagnose(
     *,
     source: str | None = None,
     wal_threshold: int = health.DEFAULT_WAL_THRESHOLD,
+    topology: Topology | None = None,
 ) -> health.Report:
     """status's checks plus the cross-database ones; *source* is the topology's source DSN."""
-    report = health.status(conninfos, wal_threshold=wal_threshold)
+    report = health.status(conninfos, wal_threshold=wal_threshold, topology=topology)
+    # doctor counts missing rows itself, with the local rows it finds
+    report.checks[:] = [c for c in report.checks if c.check != "missing_rows"]
     for facts in report.databases:
         if facts.reachable and facts.role.is_subscriber:
             report.checks += _cross_checks(facts, source)
@@ -69,6 +76,7 @@ def _cross_checks(facts: DatabaseFacts, source: str | None) -> list[Check]:
     for sub in facts.subscriptions:
         if not sub.carries_agent_chat:
             continue
+        checks += _password_check(facts, sub)
         reach = _source_for(facts, sub.name, source)
         if reach is None:
             checks.append(
@@ -100,6 +108,36 @@ def _cross_checks(facts: DatabaseFacts, source: str | None) -> list[Check]:
     return checks
 
 
+def _password_check(facts: DatabaseFacts, sub: health.SubscriptionFacts) -> list[Check]:
+    """Connect with the subscription's own conninfo (superusers can read it): a password the
+    source refuses stops the subscription at its next reconnect, or has stopped it."""
+    try:
+        with _db.connection(facts.conninfo) as conn:
+            row = conn.execute(queries["subscription_conninfo"], (sub.name,)).fetchone()
+    except (errors.AgentchatError, psycopg.Error):
+        return []
+    conninfo = str(row[0]) if row and row[0] else None
+    if conninfo is None:
+        return []
+    refused = password_fails(conninfo)
+    if refused is None:
+        return [Check(facts.name, "password", Verdict.OK, "the source takes the subscription's"
+                      " password", subject=sub.name)]  # fmt: skip
+    return [
+        Check(
+            facts.name,
+            "password",
+            Verdict.BROKEN,
+            f"subscription {sub.name} connects as {role_of(conninfo)}, and the source refuses"
+            f" its password ({refused}): it stops at its next reconnect, if it has not already",
+            "agentchat doctor --fix gives this subscription a role of its own with a new"
+            " password (no other subscription is touched)",
+            "password",
+            sub.name,
+        )
+    ]
+
+
 def _publication_check(db: str, sub: health.SubscriptionFacts, src: _db.Connection) -> list[Check]:
     found = {r[0] for r in src.execute(queries["existing_publications"], (list(sub.publications),))}
     missing = [p for p in sub.publications if p not in found]
@@ -126,6 +164,18 @@ def _publication_check(db: str, sub: health.SubscriptionFacts, src: _db.Connecti
             subject=sub.name,
         )
     ]
+
+
+def repair_text(msg_id: int, subscription: str) -> str:
+    """How to take a conflicting local row out of a replica (advice, not run)."""
+    delete = f"DELETE FROM agent_chat WHERE id = {msg_id};"  # noqa: S608 (advice text)
+    return (
+        "save that row, then on the replica as a superuser (the guard refuses it otherwise):"
+        f" BEGIN; SET LOCAL session_replication_role = replica; {delete} COMMIT; the apply"
+        " worker retries by itself within seconds (or skip the source's transaction: ALTER"
+        f" SUBSCRIPTION {subscription} SKIP (lsn = <the 'finished at' LSN in the replica's"
+        " server log>))"
+    )
 
 
 def _local_rows(
@@ -157,11 +207,9 @@ def _local_rows(
                 "conflict",
                 Verdict.BROKEN,
                 f"the replica's local row {msg_id} ({who}) holds the id of another message on the"
-                f" source: applying it fails with a duplicate key and {subscription} stops",
-                f"save that row, then on the replica: DELETE FROM agent_chat WHERE id = {msg_id};"  # noqa: S608 (advice text)
-                f" ALTER SUBSCRIPTION {sql.Identifier(subscription).as_string(rep)} ENABLE;"
-                " (or skip the source's transaction: ALTER SUBSCRIPTION ... SKIP (lsn = <the"
-                " 'finished at' LSN in the replica's server log>))",
+                f" source: applying that message fails, and {subscription} retries it for ever,"
+                " blocking every later change",
+                repair_text(msg_id, sql.Identifier(subscription).as_string(rep)),
                 subject=str(msg_id),
             )
         )
@@ -181,29 +229,9 @@ def _local_rows(
         )
     if not local and not conflicts:
         checks.append(Check(db, "local_rows", Verdict.OK, "no local rows", subject=subscription))
-    checks.append(_missing_rows(db, subscription, rep, src, last, len(local)))
+    counts = health.settled_rows(rep, src) if not conflicts else health.count_rows(rep, src)
+    checks.append(health.judge_rows(db, subscription, counts, len(local)))
     return checks
-
-
-def _missing_rows(
-    db: str, subscription: str, rep: _db.Connection, src: _db.Connection, upto: int, local: int
-) -> Check:
-    """Messages of the source, up to the newest id the replica has, that it does not have."""
-    [(theirs,)] = src.execute(queries["chat_count_upto"], (upto,)).fetchall()
-    [(ours,)] = rep.execute(queries["chat_count_upto"], (upto,)).fetchall()
-    missing = int(theirs) - (int(ours) - local)
-    if missing <= 0:
-        return Check(db, "missing_rows", Verdict.OK, "no message missing", subject=subscription)
-    return Check(
-        db,
-        "missing_rows",
-        Verdict.DEGRADED,
-        f"{missing} of the source's messages up to id {upto} never reached this replica (written"
-        " while its subscription could not apply them, or skipped)",
-        "they do not come back by themselves: remove the replica, empty its agent_chat, and add"
-        " it again to copy the history",
-        subject=subscription,
-    )
 
 
 def _explain_stopped(report: health.Report) -> None:
@@ -236,8 +264,10 @@ def _explain_stopped(report: health.Report) -> None:
     report.checks[:] = updated
 
 
-def fix(report: health.Report, conninfos: Sequence[str]) -> list[str]:
-    """Repair what is safe: trigger modes (the installer's policy), and enable subscriptions
+def fix(report: health.Report, conninfos: Sequence[str], *, source: str | None = None) -> list[str]:
+    """Repair what is safe: trigger modes (the installer's policy), disable_on_error, a
+    subscription whose password the source refuses (*source*: a superuser DSN of the source,
+    by default the replica's credentials at the subscription's host), and enable subscriptions
     whose cause is gone. Returns one line per thing done."""
     done: list[str] = []
     by_name = {f.name: f for f in report.databases}
@@ -245,6 +275,12 @@ def fix(report: health.Report, conninfos: Sequence[str]) -> list[str]:
     for name in sorted(policy_dbs):  # trigger modes only: migrations are `upgrade`'s job
         changes = installer.repair_policy(by_name[name].conninfo)
         done += [f"{name}: {c.trigger} {c.old.name} -> {c.new.name}" for c in changes]
+    for name in sorted({c.database for c in report.checks if c.repair == "subscription"}):
+        done += [f"{name}: {what}" for what in installer.repair_subscriptions(
+            by_name[name].conninfo)]  # fmt: skip
+    for check in report.checks:
+        if check.repair == "password" and check.subject:
+            done.append(_fix_password(by_name[check.database], check.subject, source))
     for check in report.checks:
         if check.repair == "enable" and check.subject:
             conninfo = by_name[check.database].conninfo
@@ -262,17 +298,46 @@ def fix(report: health.Report, conninfos: Sequence[str]) -> list[str]:
     return done
 
 
+def _fix_password(facts: DatabaseFacts, subscription: str, source: str | None) -> str:
+    """Give one subscription a role of its own with a new password (named like its slot)."""
+    with _db.connection(facts.conninfo) as rep:
+        row = rep.execute(queries["subscription"], (subscription,)).fetchone()
+        if row is None or not row[3]:
+            return f"{facts.name}: subscription {subscription} is gone or its conninfo unreadable"
+        _, slot, _, conninfo = row
+        reach = source or _db.retarget(facts.conninfo, _source_place(str(conninfo)))
+        with _db.connection(reach) as src:
+            role = give_own_role(src, rep, subscription, str(conninfo), slot or subscription)
+    return (
+        f"{facts.name}: subscription {subscription} now connects as its own role {role}"
+        " with a new password"
+    )
+
+
+def _source_place(conninfo: str) -> str:
+    """A subscription conninfo's host, port and database, without its user and password."""
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    keep = ("host", "hostaddr", "port", "dbname", "sslmode", "sslrootcert")
+    return psycopg.conninfo.make_conninfo(
+        "", **{k: params[k] for k in keep if params.get(k) is not None}
+    )
+
+
 def _stays_enabled(conn: _db.Connection, subscription: str, settle: float = 3.0) -> bool:
-    """Whether the subscription runs and is still enabled after *settle* seconds (an apply
-    error under disable_on_error would have disabled it again by then)."""
-    deadline = time.monotonic() + settle
-    seen_worker = False
+    """Whether, after *settle* seconds (at least one retry interval), the subscription is
+    enabled, its apply worker runs and its apply_error_count did not rise."""
+    row = conn.execute(queries["database_facts"]).fetchone()
+    retry_ms = int(row[3]) if row and row[3] else 5000
+    deadline = time.monotonic() + max(settle, retry_ms / 1000 + 1.5)
+    first: int | None = None
     while True:
         rows = conn.execute(queries["subscription_facts"]).fetchall()
         row = next((r for r in rows if r[0] == subscription), None)
         if row is None or not row[1]:
             return False
-        seen_worker = seen_worker or row[4] is not None
+        first = row[6] if first is None else first
+        if row[6] > first:
+            return False
         if time.monotonic() > deadline:
-            return seen_worker
+            return row[4] is not None
         time.sleep(0.1)

@@ -12,7 +12,9 @@ cron and monitoring can use it.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,9 +25,15 @@ from agentchat import _db, errors, policy, schema
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.policy import EMBED_TRIGGER, GUARD_TRIGGER, NOTIFY_TRIGGER, Mode
 from agentchat.sql import queries
+from agentchat.topology import Topology
 
 #: an inactive slot holding back more WAL than this is reported (bytes)
 DEFAULT_WAL_THRESHOLD = 1024**3
+#: seconds to watch for rows in flight before calling a replica's missing rows lost
+ROWS_SETTLE = 3.0
+#: the replica's agentchat_settings key: messages up to this id predate the subscription
+#: (added with --no-copy-data), so the replica is not expected to hold them
+HISTORY_FROM = "history_from"
 
 
 class Verdict(enum.IntEnum):
@@ -76,6 +84,20 @@ class SubscriptionFacts:
     apply_errors: int
     sync_errors: int
     tables: dict[str, str]
+    disable_on_error: bool = False
+    #: when status found no apply worker it watched for a while: the apply_error_count it saw
+    #: first (the fields above are the last look), and for how long it watched
+    apply_errors_first: int | None = None
+    watched: float = 0.0
+
+    @property
+    def crash_looping(self) -> bool:
+        """No worker, and the error count rose while status watched: a change it cannot apply."""
+        return (
+            self.worker_pid is None
+            and self.apply_errors_first is not None
+            and self.apply_errors > self.apply_errors_first
+        )
 
     @property
     def tables_ready(self) -> int:
@@ -93,6 +115,9 @@ class SlotFacts:
     wal_status: str | None
     retained_bytes: int | None
     lag_bytes: int | None
+    #: of the walsender using it (pg_stat_replication): the subscription's name, the replica
+    application_name: str | None = None
+    client_addr: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,12 +143,16 @@ class DatabaseFacts:
     error: str | None = None
     version_num: int = 0
     wal_level: str = ""
+    retry_interval_ms: int = 5000
     schema_version: int = 0
     role: policy.RoleFacts = field(default_factory=lambda: policy.RoleFacts(False, False))
     triggers: list[policy.TriggerStatus] = field(default_factory=list)
     subscriptions: list[SubscriptionFacts] = field(default_factory=list)
     slots: list[SlotFacts] = field(default_factory=list)
     embeddings: EmbeddingFacts | None = None
+    #: this database's messages against its source's (status with a topology whose source
+    #: answered; None otherwise)
+    rows: RowCounts | None = None
 
     @property
     def embedding_mode(self) -> EmbeddingMode | None:
@@ -152,6 +181,8 @@ class DatabaseFacts:
                     "last_message": s.last_message.isoformat() if s.last_message else None,
                     "apply_error_count": s.apply_errors,
                     "sync_error_count": s.sync_errors,
+                    "disable_on_error": s.disable_on_error,
+                    "crash_looping": s.crash_looping,
                 }
                 for s in self.subscriptions
             ],
@@ -177,8 +208,81 @@ class DatabaseFacts:
         }
 
 
-def gather(conninfo: str) -> DatabaseFacts:
-    """Read one database's facts; an unreachable database is a fact too, not an exception."""
+@dataclass(frozen=True)
+class RowCounts:
+    """A replica's messages against its source's, for ids in (history_from, upto].
+
+    *upto* is the replica's newest id, or the source's when the replica is empty; messages up
+    to *history_from* predate a subscription added with --no-copy-data.
+    """
+
+    upto: int
+    history_from: int
+    source: int
+    replica: int
+
+    @property
+    def missing(self) -> int:
+        return max(self.source - self.replica, 0)
+
+
+def count_rows(rep: _db.Connection, src: _db.Connection) -> RowCounts:
+    """Compare a replica's messages with its source's (see :class:`RowCounts`)."""
+    [(upto,)] = rep.execute(queries["chat_max_id"]).fetchall()
+    if not upto:
+        [(upto,)] = src.execute(queries["chat_max_id"]).fetchall()
+    history_from = 0
+    if schema.schema_version(rep) >= 2:
+        row = rep.execute(queries["setting_get"], (HISTORY_FROM,)).fetchone()
+        history_from = int(row[0]) if row and str(row[0]).isdigit() else 0
+    bounds = (history_from, int(upto))
+    [(theirs,)] = src.execute(queries["chat_count_between"], bounds).fetchall()
+    [(ours,)] = rep.execute(queries["chat_count_between"], bounds).fetchall()
+    return RowCounts(int(upto), history_from, int(theirs), int(ours))
+
+
+def settled_rows(
+    rep: _db.Connection, src: _db.Connection, settle: float = ROWS_SETTLE
+) -> RowCounts:
+    """:func:`count_rows`, looked at again for up to *settle* seconds while rows are missing
+    (rows in flight: commits arrive in commit order, not id order)."""
+    deadline = time.monotonic() + settle
+    counts = count_rows(rep, src)
+    while counts.missing and time.monotonic() < deadline:
+        time.sleep(0.25)
+        counts = count_rows(rep, src)
+    return counts
+
+
+def judge_rows(db: str, subscription: str, counts: RowCounts, local: int = 0) -> Check:
+    """Messages of the source a replica should hold and does not: lost (deleted or truncated
+    here by a superuser bypassing the guard), or never applied. *local*: rows written here
+    that the source does not have (doctor counts them), which would hide as many missing."""
+    missing = counts.source - (counts.replica - local)
+    if missing <= 0:
+        return Check(db, "missing_rows", Verdict.OK, "no message missing", subject=subscription)
+    since = f" after id {counts.history_from}" if counts.history_from else ""
+    return Check(
+        db,
+        "missing_rows",
+        Verdict.BROKEN,
+        f"{missing} of the source's messages up to id {counts.upto}{since} are not on this"
+        " replica: deleted here (a superuser bypassing the guard), or never applied; they do"
+        " not come back by themselves",
+        "remove the replica, empty its agent_chat, and add it again to copy the history"
+        " (agentchat replicate remove --target ..., then add)",
+        subject=subscription,
+    )
+
+
+def gather(conninfo: str, *, watch: bool = True) -> DatabaseFacts:
+    """Read one database's facts; an unreachable database is a fact too, not an exception.
+
+    *watch*: when an enabled subscription has no apply worker, look again for up to
+    ``wal_retrieve_retry_interval`` plus a little: a worker that comes back was reconnecting
+    (a source restart); one whose error count rose meanwhile is crash-looping on a change it
+    cannot apply.
+    """
     facts = DatabaseFacts(conninfo=conninfo, name=_db.describe(conninfo))
     try:
         with _db.connection(conninfo) as conn:
@@ -187,26 +291,14 @@ def gather(conninfo: str) -> DatabaseFacts:
             row = conn.execute(queries["database_facts"]).fetchone()
             assert row is not None
             facts.version_num, facts.wal_level = int(row[0]), str(row[1])
+            facts.retry_interval_ms = int(row[3] or 5000)
             facts.schema_version = schema.schema_version(conn)
             facts.role = policy.read_role(conn)
             if facts.schema_version:
                 facts.triggers = policy.trigger_report(conn, facts.role)
-            facts.subscriptions = [
-                SubscriptionFacts(
-                    name,
-                    enabled,
-                    slot,
-                    tuple(pubs or ()),
-                    pid,
-                    last,
-                    int(apply_e),
-                    int(sync_e),
-                    dict(tables),
-                )
-                for name, enabled, slot, pubs, pid, last, apply_e, sync_e, tables in conn.execute(
-                    queries["subscription_facts"]
-                )
-            ]
+            facts.subscriptions = _subscription_facts(conn)
+            if watch and any(s.enabled and s.worker_pid is None for s in facts.subscriptions):
+                facts.subscriptions = _watch(conn, facts.subscriptions, facts.retry_interval_ms)
             facts.slots = [SlotFacts(*r) for r in conn.execute(queries["slot_facts"])]
             if facts.schema_version >= 4:
                 row = conn.execute(queries["embedding_facts"]).fetchone()
@@ -220,6 +312,45 @@ def gather(conninfo: str) -> DatabaseFacts:
     except psycopg.Error as exc:
         facts.reachable, facts.error = False, _db.translate(exc).message
     return facts
+
+
+def _subscription_facts(conn: _db.Connection) -> list[SubscriptionFacts]:
+    facts = []
+    for row in conn.execute(queries["subscription_facts"]):
+        name, enabled, slot, pubs, pid, last, apply_e, sync_e, tables, disable_on_error = row
+        sub = SubscriptionFacts(
+            name, enabled, slot, tuple(pubs or ()), pid, last, int(apply_e), int(sync_e),
+            dict(tables), bool(disable_on_error),
+        )  # fmt: skip
+        facts.append(sub)
+    return facts
+
+
+def _watch(
+    conn: _db.Connection, first: list[SubscriptionFacts], retry_ms: int
+) -> list[SubscriptionFacts]:
+    """Look again at subscriptions without a worker until each has one (without new errors) or
+    the launcher's retry interval has passed, so a restart in progress is not called broken."""
+    start = time.monotonic()
+    deadline = start + retry_ms / 1000 + 1.5
+    suspects = {s.name: s.apply_errors for s in first if s.enabled and s.worker_pid is None}
+    while True:
+        time.sleep(0.25)
+        now = _subscription_facts(conn)
+        healed = all(
+            s.worker_pid is not None and s.apply_errors == suspects[s.name]
+            for s in now
+            if s.name in suspects
+        )
+        if healed or time.monotonic() > deadline:
+            break
+    watched = time.monotonic() - start
+    return [
+        dataclasses.replace(s, apply_errors_first=suspects[s.name], watched=watched)
+        if s.name in suspects
+        else s
+        for s in now
+    ]
 
 
 def judge(facts: DatabaseFacts, *, wal_threshold: int = DEFAULT_WAL_THRESHOLD) -> list[Check]:
@@ -273,6 +404,8 @@ def judge(facts: DatabaseFacts, *, wal_threshold: int = DEFAULT_WAL_THRESHOLD) -
         checks.append(_judge_slot(db, slot, wal_threshold))
     if facts.embeddings is not None:
         checks.append(_judge_embeddings(db, facts.embeddings))
+    if facts.rows is not None and facts.subscriptions:
+        checks.append(judge_rows(db, facts.subscriptions[0].name, facts.rows))
     return checks
 
 
@@ -329,6 +462,18 @@ def _judge_trigger(db: str, facts: DatabaseFacts, t: policy.TriggerStatus) -> Ch
 
 def _judge_subscription(db: str, sub: SubscriptionFacts) -> list[Check]:
     name = sub.name
+    switch = [
+        Check(
+            db,
+            "disable_on_error",
+            Verdict.DEGRADED,
+            f"subscription {name} has disable_on_error on: any error, a source restart"
+            " included, stops it until someone enables it",
+            "agentchat doctor --fix (or agentchat upgrade) turns it off",
+            "subscription",
+            name,
+        )
+    ] if sub.disable_on_error else []  # fmt: skip
     if not sub.enabled:
         return [
             Check(
@@ -340,20 +485,40 @@ def _judge_subscription(db: str, sub: SubscriptionFacts) -> list[Check]:
                 "agentchat doctor names the cause and the repair",
                 "enable",
                 name,
-            )
+            ),
+            *switch,
         ]
     checks = [
-        Check(db, "subscription_enabled", Verdict.OK, f"subscription {name} enabled", subject=name)
+        Check(db, "subscription_enabled", Verdict.OK, f"subscription {name} enabled", subject=name),
+        *switch,
     ]
-    if sub.worker_pid is None:
+    if sub.crash_looping:
         checks.append(
             Check(
                 db,
                 "apply_worker",
                 Verdict.BROKEN,
-                f"subscription {name} has no running apply worker (apply errors:"
-                f" {sub.apply_errors}): changes are not applied",
-                "see the server log; agentchat doctor looks for conflicting rows",
+                f"subscription {name}'s apply worker is crash-looping: apply_error_count rose"
+                f" from {sub.apply_errors_first} to {sub.apply_errors} in {sub.watched:.0f} s"
+                " with no worker running; a change this replica cannot apply (a conflicting"
+                " row) blocks every later one",
+                "agentchat doctor names the conflicting row and its repair (this server's log"
+                " has the error)",
+                subject=name,
+            )
+        )
+    elif sub.worker_pid is None:
+        how_long = f" for {sub.watched:.0f} s" if sub.watched else ""
+        checks.append(
+            Check(
+                db,
+                "apply_worker",
+                Verdict.BROKEN,
+                f"subscription {name} has had no running apply worker{how_long} (apply errors:"
+                f" {sub.apply_errors}): nothing is applied; the source may be down or refuse"
+                " the connection, or a change cannot be applied",
+                "agentchat doctor checks the source, the subscription's password and"
+                " conflicting rows (this server's log has the error)",
                 subject=name,
             )
         )
@@ -407,6 +572,8 @@ def _judge_slot(db: str, slot: SlotFacts, threshold: int) -> Check:
             subject=slot.name,
         )
     state = "active" if slot.active else "inactive"
+    if slot.active and slot.application_name:
+        state += f" (walsender of {slot.application_name} from {slot.client_addr or 'local'})"
     detail = (
         f"slot {slot.name} {state}, wal_status {slot.wal_status}, retains {size},"
         f" lag {_bytes(slot.lag_bytes or 0)}"
@@ -423,8 +590,71 @@ def _bytes(n: int) -> str:
     return f"{n} B"
 
 
-def judge_topology(all_facts: Sequence[DatabaseFacts]) -> list[Check]:
-    """Checks across databases: schema versions that differ."""
+def judge_topology(
+    all_facts: Sequence[DatabaseFacts], topology: Topology | None = None
+) -> list[Check]:
+    """Checks across databases: schema versions that differ; with the topology file, listed
+    replicas that no longer subscribe and the source's replicas that the file does not list."""
+    checks = _judge_versions(all_facts)
+    if topology is not None:
+        checks += judge_listed(all_facts, topology)
+    return checks
+
+
+def judge_listed(all_facts: Sequence[DatabaseFacts], topology: Topology) -> list[Check]:
+    """What the topology file says against what the databases say."""
+    checks: list[Check] = []
+    source = next((f for f in all_facts if topology.source == f.conninfo), None)
+    claimed: set[str] = set()
+    answered = True
+    for facts in all_facts:
+        if topology.replica(dsn=facts.conninfo) is None or facts is source:
+            continue
+        if not facts.reachable or not facts.schema_version:
+            answered = False
+            continue
+        subs = [s for s in facts.subscriptions if s.carries_agent_chat]
+        claimed |= {s.slot for s in subs if s.slot}
+        if not subs:
+            checks.append(
+                Check(
+                    facts.name,
+                    "subscribed",
+                    Verdict.BROKEN,
+                    f"{topology.path} lists it as a replica, but it has no agent_chat"
+                    " subscription: it no longer receives anything",
+                    "agentchat replicate add --target ... (--no-copy-data if it keeps its"
+                    " history), or agentchat replicate remove --target ... to unlist it",
+                )
+            )
+    if source is None or not source.reachable:
+        return checks
+    for slot in source.slots:
+        if slot.name in claimed or slot.name.startswith("pg_"):  # pg_*: a table sync's
+            continue
+        where = (
+            f" (streaming to subscription {slot.application_name} at"
+            f" {slot.client_addr or 'a local socket'})"
+            if slot.active and slot.application_name
+            else ""
+        )
+        unsure = "" if answered else " (or of a listed replica that did not answer)"
+        checks.append(
+            Check(
+                source.name,
+                "unlisted_replica",
+                Verdict.DEGRADED,
+                f"slot {slot.name}{where} feeds a replica that {topology.path} does not"
+                f" list{unsure}: status, verify, doctor and upgrade do not see it",
+                "agentchat replicate add --target <that database> records it (nothing else"
+                f" changes), or if it is gone: SELECT pg_drop_replication_slot('{slot.name}');",
+                subject=slot.name,
+            )
+        )
+    return checks
+
+
+def _judge_versions(all_facts: Sequence[DatabaseFacts]) -> list[Check]:
     versions = {f.name: f.schema_version for f in all_facts if f.reachable and f.schema_version}
     if len(set(versions.values())) <= 1:
         return []
@@ -460,8 +690,38 @@ class Report:
         }
 
 
-def status(conninfos: Sequence[str], *, wal_threshold: int = DEFAULT_WAL_THRESHOLD) -> Report:
-    """Gather and judge every database."""
+def status(
+    conninfos: Sequence[str],
+    *,
+    wal_threshold: int = DEFAULT_WAL_THRESHOLD,
+    topology: Topology | None = None,
+) -> Report:
+    """Gather and judge every database; with the *topology* file, also compare each replica's
+    messages with the source's, and what the file lists with what the source feeds."""
     facts = [gather(c) for c in conninfos]
+    if topology is not None and topology.source:
+        _compare_rows(facts, topology.source)
     checks = [c for f in facts for c in judge(f, wal_threshold=wal_threshold)]
-    return Report(facts, checks + judge_topology(facts))
+    return Report(facts, checks + judge_topology(facts, topology))
+
+
+def _compare_rows(all_facts: Sequence[DatabaseFacts], source: str) -> None:
+    """Fill in :attr:`DatabaseFacts.rows` of each replica that applies changes right now (a
+    replica whose worker is down is judged by that already)."""
+    replicas = [
+        f
+        for f in all_facts
+        if f.reachable
+        and f.role.is_subscriber
+        and f.conninfo != source
+        and any(s.carries_agent_chat and s.worker_pid is not None for s in f.subscriptions)
+    ]
+    if not replicas:
+        return
+    try:
+        with _db.connection(source) as src:
+            for facts in replicas:
+                with _db.connection(facts.conninfo) as rep:
+                    facts.rows = settled_rows(rep, src)
+    except (errors.AgentchatError, psycopg.Error):
+        return  # an unreachable source is its own check

@@ -3,6 +3,7 @@
     report = install("postgresql://postgres@/?host=/tmp/sock", database="nova_memory")
     report.role      # Role.PLAIN, Role.SOURCE or Role.SUBSCRIBER, read from the catalogs
     report.changes   # trigger modes changed to match the policy ([] on a second run)
+    report.subscription_changes  # on a replica: disable_on_error switched off, re-enabled
 
 A second run changes nothing. If the installer created the database and a later step fails, it
 drops the database again, so a failed install leaves nothing half-made.
@@ -40,6 +41,8 @@ class InstallReport:
     statements: list[str] = field(default_factory=list)
     #: where this database's chat embeddings come from (None in a dry run of a new database)
     embedding_mode: EmbeddingMode | None = None
+    #: on a replica: what was done to agentchat's subscriptions so they heal by themselves
+    subscription_changes: list[str] = field(default_factory=list)
 
     @property
     def role(self) -> policy.Role:
@@ -47,7 +50,12 @@ class InstallReport:
 
     @property
     def changed_anything(self) -> bool:
-        return self.created or bool(self.applied) or bool(self.changes)
+        return (
+            self.created
+            or bool(self.applied)
+            or bool(self.changes)
+            or bool(self.subscription_changes)
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +71,7 @@ class InstallReport:
                 {"trigger": c.trigger, "from": c.old.name, "to": c.new.name, "reason": c.reason}
                 for c in self.changes
             ],
+            "subscription_changes": self.subscription_changes,
             "warnings": self.warnings,
             "embedding_mode": self.embedding_mode.value if self.embedding_mode else None,
             **({"sql": self.statements} if self.dry_run else {}),
@@ -169,14 +178,59 @@ def _install_into(
         if report.dry_run:
             report.changes = policy.planned_changes(conn, report.facts)
             report.statements += [c.statement + ";" for c in report.changes]
+            planned = subscription_repairs(conn)
+            report.subscription_changes = [what for what, _ in planned]
+            report.statements += [stmt.as_string(conn) + ";" for _, stmt in planned]
         else:
             report.changes = policy.apply_policy(conn, report.facts)
+            report.subscription_changes = heal_subscriptions(conn, report.warnings)
             if report.schema_version >= 2:
                 _record_source(conn, report.facts)
                 _set_embed_replicated(conn, embed_replicated)
             report.embedding_mode = embedding_mode(conn, report.facts)
     except psycopg.Error as exc:
         raise _db.translate(exc) from None
+
+
+def subscription_repairs(conn: _db.Connection) -> list[tuple[str, sql.Composed]]:
+    """What agentchat's subscriptions here need so that they heal by themselves.
+
+    ``disable_on_error = false``: with true, PostgreSQL disables the subscription on any apply
+    error, a lost connection included (a source restart), and it stays off until someone
+    enables it; without it the apply worker reconnects by itself. A subscription found disabled
+    is enabled again: if a real conflict is still there, its apply worker retries and status
+    shows it crash-looping, with doctor naming the row.
+    """
+    todo: list[tuple[str, sql.Composed]] = []
+    for name, enabled, disable_on_error in conn.execute(queries["subscription_settings"]):
+        ident = sql.Identifier(name)
+        if disable_on_error:
+            todo.append((
+                f"subscription {name}: disable_on_error true -> false (heals by itself)",
+                sql.SQL("ALTER SUBSCRIPTION {} SET (disable_on_error = false)").format(ident),
+            ))  # fmt: skip
+        if not enabled:
+            todo.append((
+                f"subscription {name}: was disabled, enabled again",
+                sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident),
+            ))  # fmt: skip
+    return todo
+
+
+def heal_subscriptions(conn: _db.Connection, warnings: list[str] | None = None) -> list[str]:
+    """Apply :func:`subscription_repairs`; returns what was done (a role that may not alter a
+    subscription gets a warning instead)."""
+    done = []
+    for what, statement in subscription_repairs(conn):
+        try:
+            conn.execute(statement)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if warnings is not None:
+                warnings.append(f"could not change {what.split(':')[0]}: {exc.diag.message_primary}"
+                                " (run agentchat install as a superuser)")  # fmt: skip
+            continue
+        done.append(what)
+    return done
 
 
 def _record_source(conn: _db.Connection, facts: policy.RoleFacts) -> None:
@@ -297,6 +351,12 @@ def repair_policy(dsn: str) -> list[policy.TriggerChange]:
         if schema.schema_version(conn) >= 2:
             _record_source(conn, facts)
     return changes
+
+
+def repair_subscriptions(dsn: str) -> list[str]:
+    """doctor --fix: :func:`heal_subscriptions` on one database."""
+    with _db.connection(_db.make_conninfo(dsn)) as conn:
+        return heal_subscriptions(conn)
 
 
 def upgrade(

@@ -5,11 +5,13 @@
     result.slot           # 'agent_chat_from_nova_graybeard_memory_1a2b3c4d': one per target
 
 ``add`` runs a preflight on both sides (facts first, then a verdict per fact with the fix), then
-creates, each with an undo: the replication role on the source, the publication, the slot (in one
-cluster: first, since CREATE SUBSCRIPTION to its own cluster hangs forever), the subscription
-(``disable_on_error``), waits for the initial sync, installs the target (trigger policy and the
-guard that refuses local writes) and records the replica in the topology file. A failure at any
-step undoes the steps before it, so nothing is left half-made. Running it again changes nothing.
+creates, each with an undo: the subscription's own replication role on the source (named like
+its slot), the publication, the slot (in one cluster: first, since CREATE SUBSCRIPTION to its own
+cluster hangs forever), the subscription (``disable_on_error = false``: a lost connection, a
+source restart, heals by itself), waits for the initial sync, installs the target (trigger
+policy and the guard that refuses local writes) and records the replica in the topology file
+(under its lock). A failure at any step undoes the steps before it, so nothing is left
+half-made. Running it again changes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from psycopg import sql
 
 from agentchat import _db, errors, schema
 from agentchat import install as installer
+from agentchat.health import HISTORY_FROM
 from agentchat.passfile import read_passfile, write_passfile
 from agentchat.preflight import (
     Finding,
@@ -43,12 +46,12 @@ from agentchat.replication_role import (
     ensure_role,
     no_statement_logging,
     restore_passfile,
+    role_of,
 )
 from agentchat.sql import queries
 from agentchat.topology import Topology
 
 DEFAULT_PUBLICATION = "agent_chat_pub"
-DEFAULT_ROLE = "agent_chat_replicator"
 #: conninfo keys of the source DSN that the subscription's connection keeps
 _KEEP_KEYS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "connect_timeout")
 
@@ -85,6 +88,8 @@ class RemoveResult:
     slot: str | None
     slot_dropped: bool
     warnings: list[str] = field(default_factory=list)
+    #: the subscription's own replication role, dropped on the source with its slot
+    role_dropped: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -141,7 +146,7 @@ def add(
     *,
     name: str | None = None,
     publication: str = DEFAULT_PUBLICATION,
-    role: str = DEFAULT_ROLE,
+    role: str | None = None,
     password: str | None = None,
     passfile: Path | None = None,
     publisher_dsn: str | None = None,
@@ -156,10 +161,12 @@ def add(
 
     *publisher_dsn* is how the target's server reaches the source, when that differs from how
     agentchat reaches it (another machine, another address); by default the host and port
-    agentchat connected to.
+    agentchat connected to. *role*: by default the subscription gets a role of its own, named
+    like its slot; a named role that exists is used only with a password that works.
     """
-    for value, what in ((publication, "publication name"), (role, "role name")):
-        _db.validate_identifier(value, what)
+    _db.validate_identifier(publication, "publication name")
+    if role is not None:
+        _db.validate_identifier(role, "role name")
     source_info = _db.make_conninfo(source_dsn)
     if sslmode:
         source_info = _conninfo.make_conninfo(source_info, sslmode=sslmode)
@@ -183,9 +190,10 @@ def add(
             tgt = stack.enter_context(_db.connect(target_info))
         try:
             return _add(
-                src, tgt, name=name, publication=publication, role=role, password=password,
-                passfile=passfile, publisher=publisher, copy_data=copy_data, timeout=timeout,
-                topology=topology, progress=progress, allow_insecure=allow_insecure,
+                src, tgt, target_info, name=name, publication=publication, role=role,
+                password=password, passfile=passfile, publisher=publisher, copy_data=copy_data,
+                timeout=timeout, topology=topology, progress=progress,
+                allow_insecure=allow_insecure,
             )  # fmt: skip
         except BaseException as exc:
             if target_created:  # made by this add: gone again, as if it never ran
@@ -199,10 +207,11 @@ def add(
 def _add(
     src: _db.Connection,
     tgt: _db.Connection,
+    target_info: str,
     *,
     name: str | None,
     publication: str,
-    role: str,
+    role: str | None,
     password: str | None,
     passfile: Path | None,
     publisher: dict[str, str],
@@ -216,10 +225,13 @@ def _add(
     name = _db.validate_identifier(name, "subscription name") if name else None
     name = name or default_subscription_name(source_db)
     s_facts, t_facts = source_facts(src), target_facts(tgt)
+    # the resolved (password-free) DSNs are for the topology file and messages; connections
+    # to the target keep the caller's conninfo, which may carry a password
     source_dsn, target_dsn = _db.resolved_conninfo(src), _db.resolved_conninfo(tgt)
+    slot = slot_name(name, target_db, t_facts.system_id)
     result = AddResult(
         source=_db.describe(source_dsn), target=_db.describe(target_dsn), subscription=name,
-        slot=slot_name(name, target_db, t_facts.system_id), publication=publication, role=role,
+        slot=slot, publication=publication, role=role or slot,
         same_cluster=s_facts.system_id == t_facts.system_id,
     )  # fmt: skip
 
@@ -239,7 +251,7 @@ def _add(
         )
     if any(not f.ok for f in findings):
         raise PreflightFailed(findings)
-    sub_params = subscription_params(src, role, publisher)
+    sub_params = subscription_params(src, result.role, publisher)
     check_transport(sub_params, allow_insecure)  # how the target's server will connect
 
     if existing:
@@ -250,6 +262,8 @@ def _add(
                 fix="remove it first: agentchat replicate remove --target ...",
             )
         result.already = True
+        row = tgt.execute(queries["subscription"], (name,)).fetchone()
+        result.role = role_of(row[3] if row else None) or result.role
     elif tgt.execute(queries["subscription"], (name,)).fetchone():
         raise errors.AgentchatError(
             f"{result.target} already has a subscription named {name!r} for other tables",
@@ -261,22 +275,22 @@ def _add(
     if (t_facts.schema_version or 0) < (s_facts.schema_version or 0):
         progress("prepare", f"bringing {result.target} to schema {s_facts.schema_version}")
         installer.install(
-            target_dsn, dimension=t_facts.embedding_dimension or s_facts.embedding_dimension
+            target_info, dimension=t_facts.embedding_dimension or s_facts.embedding_dimension
         )
 
     undo = _Undo()
     try:
         if not result.already:
             _create(src, tgt, result, password, passfile, sub_params, copy_data, topology, undo,
-                    progress)  # fmt: skip
+                    progress, dedicated=role is None)  # fmt: skip
+            _record_history(src, tgt, copy_data)
         progress("sync", "waiting for the initial sync")
         result.tables = wait_for_sync(tgt, name, timeout=timeout, progress=progress)
         progress("install", f"setting the trigger policy on {result.target}")
-        installer.install(target_dsn)
+        installer.install(target_info)
         if topology is not None:
             progress("topology", f"recording the replica in {topology.path}")
-            topology.add_replica(source_dsn, publication, name, target_dsn)
-            topology.save()
+            topology.record_replica(source_dsn, publication, name, target_dsn)
     except BaseException as exc:
         undo.run()
         if undo.failures:  # say what is left behind, with the original cause
@@ -286,6 +300,19 @@ def _add(
             ) from exc
         raise
     return result
+
+
+def _record_history(src: _db.Connection, tgt: _db.Connection, copy_data: bool) -> None:
+    """With --no-copy-data the replica is not expected to hold what the source has now: record
+    the source's newest id (the subscription exists, so every later message streams), which
+    status and doctor then leave out when they count missing messages."""
+    if schema.schema_version(tgt) < 2:
+        return
+    if copy_data:
+        tgt.execute(queries["setting_delete"], (HISTORY_FROM,))
+    else:
+        [(upto,)] = src.execute(queries["chat_max_id"]).fetchall()
+        tgt.execute(queries["setting_put"], (HISTORY_FROM, str(upto)))
 
 
 def publication_shape(src: _db.Connection) -> list[tuple[object, ...]]:
@@ -330,6 +357,8 @@ def _create(
     topology: Topology | None,
     undo: _Undo,
     progress: Progress,
+    *,
+    dedicated: bool,
 ) -> None:
     role, publication, slot, name = (
         result.role,
@@ -338,30 +367,12 @@ def _create(
         result.subscription,
     )
     progress("role", f"replication role {role}")
-    password, created, warning = ensure_role(src, tgt, role, password, passfile, topology)
-    if created:
-        result.created.append(f"role {role}")
-        undo.push(f"role {role}", lambda: drop_role(src, role))
-    result.warnings += [warning] if warning else []
-
-    progress("publication", f"publication {publication}")
-    shape = [tuple(r) for r in src.execute(queries["publication_tables"], (publication,))]
-    exists = src.execute(queries["publication_exists"], (publication,)).fetchone() == (True,)
-    if exists and shape != publication_shape(src):
-        raise errors.AgentchatError(
-            f"publication {publication!r} already exists on the source for other tables"
-            f" or rows ({', '.join(str(t[0]) for t in shape) or 'none'})",
-            fix="choose another --publication, or drop that publication",
-        )
-    if not exists:
-        src.execute(queries["create_publication"].format(publication=sql.Identifier(publication)))
-        result.created.append(f"publication {publication}")
-        undo.push(
-            f"publication {publication}",
-            lambda: src.execute(
-                sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication))
-            ),
-        )
+    src.execute(queries["replicate_lock"])  # two adds at once: grants and publication in turn
+    try:
+        password = _role_and_publication(src, tgt, result, password, passfile, topology, undo,
+                                         progress, dedicated=dedicated)  # fmt: skip
+    finally:
+        src.execute(queries["replicate_unlock"])
 
     params: dict[str, str] = dict(sub_params)
     if passfile is not None:
@@ -388,7 +399,7 @@ def _create(
 
     progress("subscription", f"subscription {name}")
     options = sql.SQL(
-        "WITH (slot_name = {}, create_slot = {}, copy_data = {}, disable_on_error = true)"
+        "WITH (slot_name = {}, create_slot = {}, copy_data = {}, disable_on_error = false)"
     ).format(sql.Literal(slot), sql.Literal(not result.same_cluster), sql.Literal(copy_data))
     with no_statement_logging(tgt):
         tgt.execute(
@@ -401,6 +412,48 @@ def _create(
         undo.push(f"slot {slot}", lambda: drop_slot(src, slot))
     result.created.append(f"subscription {name}")
     undo.push(f"subscription {name}", lambda: drop_subscription(tgt, name))
+
+
+def _role_and_publication(
+    src: _db.Connection,
+    tgt: _db.Connection,
+    result: AddResult,
+    password: str | None,
+    passfile: Path | None,
+    topology: Topology | None,
+    undo: _Undo,
+    progress: Progress,
+    *,
+    dedicated: bool,
+) -> str:
+    role, publication = result.role, result.publication
+    password, created = ensure_role(
+        src, tgt, role, password, passfile, topology, dedicated=dedicated
+    )
+    if created:
+        result.created.append(f"role {role}")
+        undo.push(f"role {role}", lambda: drop_role(src, role))
+
+    progress("publication", f"publication {publication}")
+    shape = [tuple(r) for r in src.execute(queries["publication_tables"], (publication,))]
+    exists = src.execute(queries["publication_exists"], (publication,)).fetchone() == (True,)
+    if exists and shape != publication_shape(src):
+        raise errors.AgentchatError(
+            f"publication {publication!r} already exists on the source for other tables"
+            f" or rows ({', '.join(str(t[0]) for t in shape) or 'none'})",
+            fix="choose another --publication, or drop that publication",
+        )
+    if not exists:
+        src.execute(queries["create_publication"].format(publication=sql.Identifier(publication)))
+        result.created.append(f"publication {publication}")
+        undo.push(
+            f"publication {publication}",
+            lambda: src.execute(
+                sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication))
+            ),
+        )
+
+    return password
 
 
 def _subscription_points_at(tgt: _db.Connection, name: str, wanted: dict[str, str]) -> bool:
@@ -432,7 +485,7 @@ def wait_for_sync(
         if not enabled or sync_errors:
             raise errors.AgentchatError(
                 f"the initial sync of {name!r} failed (sync errors: {sync_errors}, apply errors:"
-                f" {apply_errors}); the subscription was disabled",
+                f" {apply_errors})",
                 fix="see the target server's log for the conflicting row",
             )
         if time.monotonic() > deadline:
@@ -477,6 +530,19 @@ def drop_slot(src: _db.Connection, slot: str, timeout: float = 15.0) -> bool:
         time.sleep(0.1)
 
 
+def _drop_own_role(src: _db.Connection, role: str, result: RemoveResult) -> None:
+    try:
+        drop_role(src, role)
+        result.role_dropped = role
+    except psycopg.Error as exc:
+        ident = sql.Identifier(role).as_string(src)
+        result.warnings.append(
+            f"could not drop the replica's role {role} on the source"
+            f" ({_db.translate(exc).message}); as a superuser there: DROP OWNED BY {ident};"
+            f" DROP ROLE {ident};"
+        )
+
+
 def remove(
     target_dsn: str,
     *,
@@ -514,6 +580,8 @@ def remove(
                 with _db.connection(_db.make_conninfo(candidate)) as src:
                     drop_slot(src, slot)
                     result.slot_dropped = True
+                    if role_of(sub_conninfo) == slot:  # the subscription's own role
+                        _drop_own_role(src, slot, result)
                     break
             except (errors.AgentchatError, psycopg.Error) as exc:
                 reason = str(exc)
@@ -524,6 +592,6 @@ def remove(
             )
     progress("install", f"resetting the trigger policy on {result.target}")
     installer.install(target_info, create=False)
-    if topology is not None and topology.remove_replica(target_resolved):
-        topology.save()
+    if topology is not None:
+        topology.forget_replica(target_resolved)
     return result

@@ -1,14 +1,20 @@
-"""The replication role on the source: created once, its password never shown or logged.
+"""The replication roles on the source: one per subscription, passwords never shown or logged.
 
-A role (``agent_chat_replicator`` by default) with LOGIN and REPLICATION and SELECT on exactly
-the published tables. Its password is generated, kept where PostgreSQL reads it (the
-subscription's conninfo, readable by superusers only, or a passfile), and found again there
-when a second replica is added; statements that carry it run with statement logging off.
+Each ``replicate add`` gives its subscription a role of its own, named like its slot
+(``agent_chat_from_nova_graybeard_memory_1a2b3c4d``: unique, and fixed, so ``remove`` finds and
+drops it), with LOGIN and REPLICATION, SELECT on exactly the published tables and a fresh
+generated password. Nothing else uses that role, so setting its password can never break another
+subscription. A role named with ``--role`` (the older shared ``agent_chat_replicator``, say)
+is used only with a password that works: agentchat never changes the password of a role that
+live subscriptions may use. The password is kept where PostgreSQL reads it (the subscription's
+conninfo, readable by superusers only, or a passfile); statements that carry it run with
+statement logging off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +29,19 @@ from agentchat.sql import queries
 from agentchat.topology import Topology
 
 
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def create_role(src: _db.Connection, role: str, password: str) -> None:
+    with no_statement_logging(src):
+        src.execute(
+            sql.SQL("CREATE ROLE {} LOGIN REPLICATION PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
+
+
 def ensure_role(
     src: _db.Connection,
     tgt: _db.Connection,
@@ -30,33 +49,98 @@ def ensure_role(
     password: str | None,
     passfile: Path | None,
     topology: Topology | None,
-) -> tuple[str, bool, str | None]:
-    """Create the role, or find the existing one's password: ``(password, created, warning)``."""
-    ident = sql.Identifier(role)
-    warning = None
-    created = src.execute(queries["role_exists"], (role,)).fetchone() != (True,)
-    if created:
-        password = password or secrets.token_urlsafe(24)
-        with no_statement_logging(src):
-            src.execute(
-                sql.SQL("CREATE ROLE {} LOGIN REPLICATION PASSWORD {}").format(
-                    ident, sql.Literal(password)
-                )
+    *,
+    dedicated: bool,
+) -> tuple[str, bool]:
+    """Create the role, or find the existing one's password: ``(password, created)``.
+
+    *dedicated*: the role is agentchat's own for the one subscription being created (named
+    like its slot), so nothing else uses it and it may get a new password, unless something is
+    connected as it right now. Otherwise an existing role's password is never changed: it must
+    be given, or found where a subscription or passfile keeps it.
+    """
+    exists = src.execute(queries["role_exists"], (role,)).fetchone() == (True,)
+    if not exists:
+        password = password or new_password()
+        create_role(src, role, password)
+    elif dedicated:
+        if src.execute(queries["role_in_use"], (role,)).fetchone() == (True,):
+            raise errors.AgentchatError(
+                f"role {role} exists on the source and something is connected as it",
+                fix="remove the replica that uses it first (agentchat replicate remove), or"
+                " pass --role to choose another role",
             )
-    elif password is not None:  # the caller chose it: the role gets it
+        password = password or new_password()
+        set_password(src, role, password)  # agentchat's own, for this subscription only
+    elif password is None:
+        password = find_password(src, tgt, role, passfile, topology)
+        if password is None:
+            raise errors.AgentchatError(
+                f"role {role} exists on the source and agentchat found no password for it that"
+                " the source accepts; it does not reset it, since live subscriptions may use it",
+                fix="leave --role out (each replica then gets a role of its own), or pass"
+                " --passfile with a file that holds the role's password",
+            )
+    src.execute(queries["grant_published"].format(role=sql.Identifier(role)))
+    return password, not exists
+
+
+def role_of(conninfo: str | None) -> str | None:
+    """The user a subscription's conninfo connects as (None if unreadable)."""
+    if not conninfo:
+        return None
+    return str(_conninfo.conninfo_to_dict(conninfo).get("user") or "") or None
+
+
+def give_own_role(
+    src: _db.Connection, rep: _db.Connection, subscription: str, conninfo: str, role: str
+) -> str:
+    """Give one subscription a role of its own (*role*, named like its slot) with a new password,
+    and point the subscription at it: ``ALTER SUBSCRIPTION ... CONNECTION``. No other
+    subscription is touched. Returns the role."""
+    if role_of(conninfo) != role and (
+        src.execute(queries["role_in_use"], (role,)).fetchone() == (True,)
+    ):
+        raise errors.AgentchatError(f"role {role} exists on the source and is in use elsewhere")
+    password = new_password()
+    if src.execute(queries["role_exists"], (role,)).fetchone() == (True,):
         set_password(src, role, password)
     else:
-        password = find_password(src, tgt, role, passfile, topology)
-        if password is None:  # nowhere to be found: a new one, said out loud
-            password = secrets.token_urlsafe(24)
-            set_password(src, role, password)
-            warning = (
-                f"role {role} existed and no subscription or passfile agentchat can read holds"
-                " its password: it was given a new one; subscriptions elsewhere that use the old"
-                " one need ALTER SUBSCRIPTION ... CONNECTION"
+        create_role(src, role, password)
+    src.execute(queries["grant_published"].format(role=sql.Identifier(role)))
+    params = {k: str(v) for k, v in _conninfo.conninfo_to_dict(conninfo).items() if v is not None}
+    params["user"] = role
+    params.pop("password", None)
+    passfile = params.get("passfile")
+    if passfile and os.access(passfile, os.W_OK):
+        write_passfile(
+            Path(passfile), params.get("host", "*"), params.get("port", "5432"),
+            params.get("dbname", "*"), role, password,
+        )  # fmt: skip
+    else:
+        params.pop("passfile", None)
+        params["password"] = password
+    with no_statement_logging(rep):
+        rep.execute(
+            sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(
+                sql.Identifier(subscription), sql.Literal(_conninfo.make_conninfo("", **params))
             )
-    src.execute(queries["grant_published"].format(role=ident))
-    return password, created, warning
+        )
+    return role
+
+
+def password_fails(conninfo: str) -> str | None:
+    """Connect with a subscription's own conninfo, from here: the server's reason if it refused
+    the password, None if it accepted it (or failed for another reason: not judged)."""
+    try:
+        psycopg.connect(conninfo, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        text = str(exc)
+        if "password authentication failed" in text or "no password supplied" in text:
+            return _db.connection_error(exc, conninfo).message
+    except psycopg.Error:
+        pass
+    return None
 
 
 @contextlib.contextmanager
@@ -87,6 +171,9 @@ def set_password(src: _db.Connection, role: str, password: str) -> None:
 
 
 def drop_role(src: _db.Connection, role: str) -> None:
+    """Drop a role this package made (its grants in the source database first)."""
+    if src.execute(queries["role_exists"], (role,)).fetchone() != (True,):
+        return
     ident = sql.Identifier(role)
     src.execute(sql.SQL("DROP OWNED BY {}").format(ident))
     src.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))

@@ -6,6 +6,11 @@ It never holds a password: DSNs are stored without one, and libpq's ~/.pgpass or
 supply it, as for psql. Where it is: ``--config PATH``, else $AGENTCHAT_CONFIG, else
 ``./agentchat.toml``.
 
+Changes go through :meth:`Topology.record_replica` and :meth:`Topology.forget_replica`, which
+hold a lock file (``.agentchat.toml.lock``) across read-modify-write: they re-read the file under
+the lock, merge their one change and replace the file atomically, so two ``replicate add`` runs
+at once both keep their entry.
+
     [source]
     dsn = "host=db1 port=5432 dbname=nova_memory user=postgres"
     publication = "agent_chat_pub"
@@ -17,11 +22,15 @@ supply it, as for psql. Where it is: ``--config PATH``, else $AGENTCHAT_CONFIG, 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import filelock
 import tomli_w
 from psycopg import conninfo as _conninfo
 
@@ -29,6 +38,8 @@ from agentchat import errors
 
 FILE_NAME = "agentchat.toml"
 ENV_VAR = "AGENTCHAT_CONFIG"
+#: seconds to wait for another agentchat command that holds the topology file's lock
+LOCK_TIMEOUT = 60.0
 
 
 def locate(config: Path | str | None = None) -> Path:
@@ -93,16 +104,69 @@ class Topology:
         self.replicas = [r for r in self.replicas if not _same(r.dsn, dsn)]
         return len(self.replicas) != before
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[Topology]:
+        """Hold the file's lock; yield the file as it is now (re-read), saved on success.
+
+        This object takes the saved state too, so later reads through it see every replica.
+        """
+        lock = filelock.FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
+        try:
+            lock.acquire(timeout=LOCK_TIMEOUT)
+        except filelock.Timeout:
+            raise errors.ConfigError(
+                f"topology file {self.path} stayed locked for {LOCK_TIMEOUT:.0f} s",
+                fix="another agentchat command is changing it; wait for it and run this again",
+            ) from None
+        try:
+            current = load(self.path)
+            yield current
+            current.save()
+            self.source, self.publication = current.source, current.publication
+            self.replicas = list(current.replicas)
+        finally:
+            lock.release()
+
+    def record_replica(self, source: str, publication: str, name: str, dsn: str) -> None:
+        """Add (or replace) one replica in the file, under its lock."""
+        with self.locked() as current:
+            current.add_replica(source, publication, name, dsn)
+
+    def forget_replica(self, dsn: str) -> bool:
+        """Take one replica out of the file, under its lock; False if it was not there."""
+        if not self.path.exists():
+            return self.remove_replica(dsn)
+        with self.locked() as current:
+            return current.remove_replica(dsn)
+
     def save(self) -> None:
+        """Write the file atomically (a scratch file in the same directory, then rename)."""
         data: dict[str, object] = {}
         if self.source:
             data["source"] = {"dsn": self.source, "publication": self.publication or ""}
         data["replicas"] = [{"name": r.name, "dsn": r.dsn} for r in self.replicas]
         text = "# agentchat topology, kept up to date by `agentchat replicate add/remove`.\n"
         text += "# No passwords here: libpq's ~/.pgpass or service files supply them.\n"
-        scratch = self.path.with_name(f".{self.path.name}.tmp")
-        scratch.write_text(text + tomli_w.dumps(data))
-        scratch.replace(self.path)
+        fd, scratch = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(text + tomli_w.dumps(data))
+            os.chmod(scratch, _file_mode(self.path))
+            os.replace(scratch, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(scratch)
+            raise
+
+
+def _file_mode(path: Path) -> int:
+    """The mode the file keeps: its own, or 0644 less the umask for a new one."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def load(config: Path | str | None = None, *, required: bool = False) -> Topology:

@@ -27,7 +27,7 @@ def test_status_defaults_to_the_topology_file(db: str, db2: str, remote_db: str,
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     assert [line.split(": ")[1] for line in lines[:3]] == [
-        "source, schema 4 [ok]", "subscriber, schema 4 [ok]", "subscriber, schema 4 [ok]",
+        "source, schema 5 [ok]", "subscriber, schema 5 [ok]", "subscriber, schema 5 [ok]",
     ]  # fmt: skip
     assert lines[-1] == "verdict: ok"
     verbose = run_cli("status", "-v").stdout
@@ -113,7 +113,7 @@ def test_a_bare_database_name_is_a_dsn(hub, db: str) -> None:
     env = {"PGHOST": str(hub.socket_dir), "PGPORT": str(hub.port), "PGUSER": "postgres"}
     done = run_cli("status", helpers.dbname(db), env=env)
     assert done.returncode == 0, done.stdout
-    assert ": plain, schema 4 [ok]" in done.stdout
+    assert ": plain, schema 5 [ok]" in done.stdout
 
 
 def test_verify_without_topology_is_a_usage_error() -> None:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -50,6 +55,16 @@ def send(conninfo: str, text: str, mentions: tuple[str, ...] = ("graybeard",)) -
         conninfo, "SELECT send_agent_message('nova', %s, %s)", (text, list(mentions))
     )
     return int(msg_id)
+
+
+def own_subscription(conninfo: str) -> tuple[str, str, bool]:
+    """(name, conninfo, enabled) of the one subscription of this database."""
+    [(name, info, enabled)] = execute(
+        conninfo,
+        "SELECT subname, subconninfo, subenabled FROM pg_subscription"
+        " WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    return str(name), str(info), bool(enabled)
 
 
 def arrived(conninfo: str, msg_id: int) -> bool:
@@ -109,15 +124,10 @@ def test_fan_out_and_idempotent_re_add(
     extra_dbs.extend(targets)
     topo = Topology(tmp_path / "agentchat.toml")
     results = [replication.add(source, t, topology=topo, timeout=60) for t in targets]
-    # the second and third target find the role's password in the first one's subscription
-    assert [r.warnings for r in results[1:]] == [[], []]
-    passwords = {
-        psycopg.conninfo.conninfo_to_dict(
-            str(execute(t, "SELECT subconninfo FROM pg_subscription")[0][0])
-        )["password"]
-        for t in targets
-    }
-    assert len(passwords) == 1
+    # each subscription connects as a role of its own, named like its slot, own password
+    users = [psycopg.conninfo.conninfo_to_dict(own_subscription(t)[1]) for t in targets]
+    assert [u["user"] for u in users] == [r.slot for r in results] == [r.role for r in results]
+    assert len({u["password"] for u in users}) == 3
     assert len({r.slot for r in results}) == 3
     assert {r.slot for r in results} <= slots(hub)
     msg = send(source, "to everyone", ("*",))
@@ -223,14 +233,13 @@ def test_failed_add_at_each_step_leaves_nothing(
 
 
 def test_failed_initial_sync_is_undone(hub: Cluster, source: str, remote_db: str) -> None:
-    """A real conflict preflight cannot see: the target already embeds the source's message."""
-    msg = send(source, "the source's message")
+    """A real conflict preflight cannot see: the target refuses the source's history."""
+    send(source, "the source's message")
     install.install(remote_db)
     execute(
         remote_db,
-        "INSERT INTO memory_embeddings (source_type, source_id, content, content_hash)"
-        " VALUES ('agent_chat', %s, 'a local row in the way', 'x')",
-        (msg,),
+        "ALTER TABLE agent_chat ADD CONSTRAINT refuses_history"
+        " CHECK (message <> 'the source''s message')",
     )
     with pytest.raises(errors.AgentchatError, match=r"initial sync .* failed"):
         replication.add(source, remote_db, role="ac_undo_sync_conflict", timeout=60)
@@ -254,8 +263,10 @@ def test_history_on_the_target_is_caught_before_anything_is_made(
         replication.add(source, remote_db, timeout=60)
     assert execute(source, "SELECT count(*) FROM pg_publication") == [(0,)]
     # the replica kept its history after a remove: add again without copying it
-    execute(remote_db, "DELETE FROM agent_chat")
-    execute(remote_db, "DELETE FROM memory_embeddings")  # the local row's queued embedding
+    with psycopg.connect(remote_db) as conn:  # one transaction: maintenance allows the DELETE
+        conn.execute("SELECT pg_catalog.set_config('agentchat.maintenance', 'on', true)")
+        conn.execute("DELETE FROM agent_chat")
+        conn.execute("DELETE FROM memory_embeddings")  # the local row's queued embedding
     install.install(remote_db)
     first = replication.add(source, remote_db, timeout=60)
     replication.remove(remote_db)
@@ -395,3 +406,194 @@ def test_failed_add_takes_its_passfile_line_back(
                         progress=fail_at_sync, timeout=60)  # fmt: skip
     assert path.read_text() == "db9:5432:other:someone:keep-me\n"
     path.unlink()
+
+
+class Writer(threading.Thread):
+    """Sends numbered messages to the source until stopped, through restarts: a message whose
+    commit was not acknowledged is looked up before it is sent again, so each is sent once."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(daemon=True)
+        self.source, self.sent, self.stop = source, 0, threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.is_set():
+            text = f"numbered {n + 1}"
+            try:
+                with psycopg.connect(self.source, autocommit=True, connect_timeout=2) as conn:
+                    while not self.stop.is_set():
+                        there = conn.execute(
+                            "SELECT count(*) FROM agent_chat WHERE message = %s", (text,)
+                        ).fetchone()
+                        if there == (0,):
+                            conn.execute("SELECT send_agent_message('nova', %s)", (text,))
+                        n += 1
+                        self.sent = n
+                        text = f"numbered {n + 1}"
+                        time.sleep(0.01)
+            except psycopg.Error:
+                time.sleep(0.1)  # the source is restarting: try again
+
+
+def numbered(conninfo: str) -> list[tuple[object, ...]]:
+    return execute(
+        conninfo,
+        "SELECT message, count(*) FROM agent_chat WHERE message LIKE 'numbered %%' GROUP BY 1",
+    )
+
+
+def test_replication_heals_itself_after_source_faults(
+    hub: Cluster, source: str, remote_db: str
+) -> None:
+    """Source restarts (fast, immediate) and a killed walsender: no command, every message
+    exactly once, the subscription enabled; install switches an old subscription over."""
+    result = replication.add(source, remote_db, publisher_dsn="host=127.0.0.1", timeout=60)
+    writer = Writer(source)
+    writer.start()
+
+    def received_more() -> bool:
+        target = writer.sent + 5
+        return helpers.wait_for(lambda: len(numbered(remote_db)) >= target, timeout=60,
+                                what=f"{target} messages on the replica")  # fmt: skip
+
+    try:
+        received_more()
+        hub.restart("fast")
+        received_more()
+        hub.restart("immediate")
+        received_more()
+        [(pid,)] = execute(
+            source, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s",
+            (result.slot,),
+        )  # fmt: skip
+        execute(source, "SELECT pg_terminate_backend(%s)", (pid,))
+        received_more()
+    finally:
+        writer.stop.set()
+        writer.join(timeout=30)
+    sent = numbered(source)
+    assert len(sent) == writer.sent and {c for _, c in sent} == {1}
+    helpers.wait_for(lambda: len(numbered(remote_db)) == len(sent), timeout=60,
+                     what="every message on the replica")  # fmt: skip
+    assert sorted(numbered(remote_db)) == sorted(sent)  # each exactly once
+    assert own_subscription(remote_db)[2] is True
+
+    # a subscription made by an older agentchat: disable_on_error on, and stopped by it
+    name = own_subscription(remote_db)[0]
+    execute(remote_db, f'ALTER SUBSCRIPTION "{name}" SET (disable_on_error = true)')
+    execute(remote_db, f'ALTER SUBSCRIPTION "{name}" DISABLE')
+    report = install.install(remote_db)
+    assert report.subscription_changes == [
+        f"subscription {name}: disable_on_error true -> false (heals by itself)",
+        f"subscription {name}: was disabled, enabled again",
+    ]
+    assert execute(
+        remote_db, "SELECT subenabled, subdisableonerr FROM pg_subscription WHERE subname = %s",
+        (name,),
+    ) == [(True, False)]  # fmt: skip
+    assert install.install(remote_db).subscription_changes == []
+    msg = send(source, "after the switch")
+    helpers.wait_for(lambda: arrived(remote_db, msg), what="a message after the switch")
+
+
+def _inline_password(remote: Cluster, dbname: str) -> str:
+    """The remote superuser's conninfo with the password inline, and no passfile."""
+    line = remote.passfile.read_text().splitlines()[0]
+    password = line.split(":", 4)[4]
+    return psycopg.conninfo.make_conninfo(
+        host="127.0.0.1", port=remote.port, user=remote.superuser, dbname=dbname,
+        password=password,
+    )  # fmt: skip
+
+
+def test_password_in_the_target_dsn_is_kept_for_every_connection(
+    hub: Cluster, remote: Cluster, source: str, remote_db: str, tmp_path
+) -> None:
+    target = _inline_password(remote, helpers.dbname(remote_db))
+    config = str(tmp_path / "t.toml")
+    done = helpers.run_cli("replicate", "add", "--source", source, "--target", target,
+                           "--config", config, env={"PGPASSFILE": "/dev/null"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "password=" not in (tmp_path / "t.toml").read_text()
+    msg = send(source, "through a target DSN with a password")
+    helpers.wait_for(lambda: arrived(remote_db, msg), what="replicated message")
+
+
+def test_two_adds_at_once_keep_both_topology_entries(
+    hub: Cluster, remote: Cluster, source: str, extra_dbs: list[str], tmp_path
+) -> None:
+    targets = [new_db(remote), new_db(remote)]
+    extra_dbs.extend(targets)
+    config = tmp_path / "agentchat.toml"
+    exe = Path(sys.executable).with_name("agentchat")
+    commands = [
+        [str(exe), "replicate", "add", "--source", source, "--target", t, "--config", str(config)]
+        for t in targets
+    ]
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outcomes
+    saved = topology.load(config)
+    assert sorted(r.dsn for r in saved.replicas) == sorted(
+        topology.strip_password(t) for t in targets
+    )
+
+
+def test_a_second_source_on_the_server_leaves_the_first_ones_replicas_alone(
+    hub: Cluster, remote: Cluster, source: str, db2: str, remote_db: str, extra_dbs: list[str]
+) -> None:
+    """Two sources on one server, each with a replica elsewhere; then a password changed
+    behind agentchat's back: doctor names it, doctor --fix repairs that one subscription."""
+    from agentchat import doctor
+
+    install.install(db2)
+    tcp = "host=127.0.0.1"  # the subscriptions log in with their passwords, as across machines
+    first = replication.add(source, remote_db, publisher_dsn=tcp, timeout=60)
+    other_target = new_db(remote)
+    extra_dbs.append(other_target)
+    second = replication.add(db2, other_target, publisher_dsn=tcp, timeout=60)
+    assert first.role != second.role and first.warnings == second.warnings == []
+    hub.restart("fast")  # every subscription reconnects, with its own password
+    msg = send(source, "after the second source")
+    helpers.wait_for(lambda: arrived(remote_db, msg), timeout=30, what="the first source's message")
+
+    # the first replica's password changes behind agentchat's back
+    execute(hub.conninfo(), f"ALTER ROLE \"{first.role}\" PASSWORD 'changed-behind-its-back'")
+    execute(source, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+            " WHERE slot_name = %s", (first.slot,))  # fmt: skip
+    report = doctor.diagnose([remote_db, other_target])
+    broken = [c for c in report.checks if c.check == "password" and not c.ok]
+    assert [(c.subject, c.repair) for c in broken] == [(first.subscription, "password")]
+    assert "password authentication failed" in broken[0].detail
+    other_before = own_subscription(other_target)[1]
+    fixed = doctor.fix(report, [remote_db, other_target], source=source)
+    assert any(f"now connects as its own role {first.role}" in line for line in fixed), fixed
+    assert own_subscription(other_target)[1] == other_before  # untouched
+    later = send(source, "after doctor --fix")
+    helpers.wait_for(lambda: arrived(remote_db, later), timeout=30, what="a message after the fix")
+    assert not [
+        c for c in doctor.diagnose([remote_db]).checks if c.check == "password" and not c.ok
+    ]
+
+    removed = replication.remove(remote_db, source_dsn=source)
+    assert removed.role_dropped == first.role
+    assert execute(hub.conninfo(), "SELECT count(*) FROM pg_roles WHERE rolname = %s",
+                   (first.role,)) == [(0,)]  # fmt: skip
+
+
+def test_an_existing_named_role_without_its_password_is_refused(
+    hub: Cluster, source: str, remote_db: str
+) -> None:
+    execute(hub.conninfo(), "DROP ROLE IF EXISTS ac_someone_elses")
+    execute(hub.conninfo(), "CREATE ROLE ac_someone_elses LOGIN REPLICATION PASSWORD 'theirs'")
+    with pytest.raises(errors.AgentchatError, match="does not reset it"):
+        replication.add(source, remote_db, role="ac_someone_elses", timeout=60)
+    as_them = psycopg.conninfo.make_conninfo(
+        host="127.0.0.1", port=hub.port, dbname=helpers.dbname(source), user="ac_someone_elses",
+        password="theirs",
+    )  # fmt: skip
+    assert execute(as_them, "SELECT 1") == [(1,)]  # the password was left alone

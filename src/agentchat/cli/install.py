@@ -81,6 +81,7 @@ def render_report(report: installer.InstallReport) -> str:
         lines.append(
             f"changed    {change.trigger}: {change.old.name} -> {change.new.name} ({change.reason})"
         )
+    lines += [f"changed    {what}" for what in report.subscription_changes]
     return "\n".join(lines)
 
 

@@ -38,6 +38,11 @@ def _targets(dsns: tuple[str, ...], config: Path | None) -> tuple[list[str], top
     return [_db.make_conninfo(None)], topo
 
 
+def _listed(conninfos: list[str], topo: topology.Topology) -> topology.Topology | None:
+    """The topology, when the databases looked at are its own (then it is judged too)."""
+    return topo if topo.databases() and conninfos == topo.databases() else None
+
+
 def render_status(report: health.Report, *, verbose: bool) -> str:
     lines = []
     for facts in report.databases:
@@ -86,8 +91,10 @@ def status(
 
     Defaults to the topology file's databases. Exit 0 healthy, 1 degraded, 2 broken.
     """
-    conninfos, _ = _targets(dsns, config)
-    report = health.status(conninfos, wal_threshold=wal_threshold)
+    conninfos, topo = _targets(dsns, config)
+    report = health.status(
+        conninfos, wal_threshold=wal_threshold, topology=_listed(conninfos, topo)
+    )
     if as_json or fmt == "json":
         _output.emit_json(report.as_dict())
     elif fmt == "prometheus":
@@ -119,12 +126,19 @@ def doctor(
     WAL, local rows in a replica, differing schema versions, wal_level, vanished publications.
     """
     conninfos, topo = _targets(dsns, config)
-    report = doctor_mod.diagnose(conninfos, source=topo.source, wal_threshold=wal_threshold)
+    listed = _listed(conninfos, topo)
+
+    def diagnose() -> health.Report:
+        return doctor_mod.diagnose(
+            conninfos, source=topo.source, wal_threshold=wal_threshold, topology=listed
+        )
+
+    report = diagnose()
     fixed: list[str] = []
     if do_fix:
-        fixed = doctor_mod.fix(report, conninfos)
+        fixed = doctor_mod.fix(report, conninfos, source=topo.source)
         if fixed:
-            report = doctor_mod.diagnose(conninfos, source=topo.source, wal_threshold=wal_threshold)
+            report = diagnose()
     if as_json:
         _output.emit_json({**report.as_dict(), "fixed": fixed})
     else:
@@ -200,3 +214,5 @@ def upgrade(config: Path | None, as_json: bool) -> None:
         click.echo(f"{r.database}: schema version {r.schema_version} ({what})")
         for c in r.changes:
             click.echo(f"  changed {c.trigger}: {c.old.name} -> {c.new.name} ({c.reason})")
+        for what in r.subscription_changes:
+            click.echo(f"  changed {what}")

@@ -22,8 +22,9 @@ def replicate() -> None:
               help="The agent database to replicate into (created if missing).")  # fmt: skip
 @click.option("--name", help="Subscription name [default: agent_chat_from_<source stem>].")
 @click.option("--publication", default=replication.DEFAULT_PUBLICATION, show_default=True)
-@click.option("--role", default=replication.DEFAULT_ROLE, show_default=True,
-              help="Replication role created on the source.")  # fmt: skip
+@click.option("--role", help="Replication role on the source [default: one of the"
+              " subscription's own, named like its slot]; an existing one is used only with a"
+              " password that works (never reset).")  # fmt: skip
 @click.option("--passfile", type=click.Path(path_type=Path),
               help="Keep the role's password in this libpq passfile (readable by the target"
               " server) instead of the subscription's conninfo.")  # fmt: skip
@@ -47,7 +48,7 @@ def add(
     target_dsn: str,
     name: str | None,
     publication: str,
-    role: str,
+    role: str | None,
     passfile: Path | None,
     publisher_dsn: str | None,
     copy_data: bool,
@@ -130,5 +131,7 @@ def remove(
         click.echo(f"removed subscription {result.subscription} from {result.target}")
         if result.slot_dropped:
             click.echo(f"  dropped slot {result.slot} on the source")
+        if result.role_dropped:
+            click.echo(f"  dropped role {result.role_dropped} on the source")
     for line in result.warnings:
         _output.warning(line)

@@ -4,7 +4,9 @@
 -- Server-level facts of one database.
 SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
        pg_catalog.current_setting('wal_level') AS wal_level,
-       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS is_superuser;
+       (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS is_superuser,
+       (SELECT setting::int FROM pg_catalog.pg_settings
+         WHERE name = 'wal_retrieve_retry_interval') AS retry_interval_ms;
 
 -- name: subscription_facts
 -- Every subscription of this database: state, apply worker, errors, per-table sync state.
@@ -19,7 +21,8 @@ SELECT s.subname,
        coalesce((SELECT pg_catalog.json_object_agg(c.relname, sr.srsubstate)
                    FROM pg_catalog.pg_subscription_rel sr
                    JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid
-                  WHERE sr.srsubid = s.oid), '{}'::json) AS tables
+                  WHERE sr.srsubid = s.oid), '{}'::json) AS tables,
+       s.subdisableonerr
 FROM pg_catalog.pg_subscription s
 LEFT JOIN pg_catalog.pg_stat_subscription w
        ON w.subid = s.oid AND w.relid IS NULL AND w.leader_pid IS NULL  -- the apply worker
@@ -36,8 +39,11 @@ SELECT r.slot_name,
        pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.restart_lsn)::bigint
            AS retained_bytes,
        pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.confirmed_flush_lsn)::bigint
-           AS lag_bytes
+           AS lag_bytes,
+       w.application_name,
+       w.client_addr::text
 FROM pg_catalog.pg_replication_slots r
+LEFT JOIN pg_catalog.pg_stat_replication w ON w.pid = r.active_pid
 WHERE r.database = pg_catalog.current_database() AND r.slot_type = 'logical'
 ORDER BY r.slot_name;
 
@@ -46,8 +52,10 @@ ORDER BY r.slot_name;
 SELECT pubname FROM pg_catalog.pg_publication WHERE pubname = ANY(%s);
 
 -- name: chat_fingerprints
--- id and a content fingerprint of agent_chat rows, a batch of ids at a time.
-SELECT id, pg_catalog.md5(sender || E'\x1f' || channel || E'\x1f' || message)
+-- id and a content fingerprint of agent_chat rows, a batch of ids at a time (what the replica's
+-- admission trigger compares: sender, channel, message, created_at).
+SELECT id, pg_catalog.md5(sender || E'\x1f' || channel || E'\x1f' || message || E'\x1f'
+                          || extract(epoch FROM created_at)::text)
 FROM public.agent_chat
 WHERE id > %s
 ORDER BY id
@@ -55,7 +63,8 @@ LIMIT %s;
 
 -- name: chat_fingerprints_of
 -- The same fingerprints for given ids (on the source).
-SELECT id, pg_catalog.md5(sender || E'\x1f' || channel || E'\x1f' || message)
+SELECT id, pg_catalog.md5(sender || E'\x1f' || channel || E'\x1f' || message || E'\x1f'
+                          || extract(epoch FROM created_at)::text)
 FROM public.agent_chat
 WHERE id = ANY(%s);
 
@@ -84,3 +93,11 @@ DELETE FROM public.agent_chat WHERE id = %s;
 -- name: chat_count_upto
 -- How many messages have an id up to a bound (to find messages that never reached a replica).
 SELECT count(*)::bigint FROM public.agent_chat WHERE id <= %s;
+
+-- name: chat_max_id
+-- The newest message id here (0 when empty).
+SELECT coalesce(max(id), 0)::bigint FROM public.agent_chat;
+
+-- name: chat_count_between
+-- How many messages have an id in (lower, upper]: what a replica must hold of its source's.
+SELECT count(*)::bigint FROM public.agent_chat WHERE id > %s AND id <= %s;

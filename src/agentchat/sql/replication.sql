@@ -107,3 +107,25 @@ GRANT SELECT ON public.agent_chat, public.memory_embeddings TO {role};
 -- name: agent_chat_rows
 -- Whether the target already holds chat history (a copy of the source's would collide).
 SELECT count(*)::bigint FROM public.agent_chat;
+
+-- name: role_in_use
+-- Whether any session (a walsender included) is connected as this role right now.
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE usename = %s);
+
+-- name: subscription_settings
+-- agentchat's subscriptions in this database: enabled, and disable_on_error (PG15+).
+SELECT s.subname, s.subenabled, s.subdisableonerr
+FROM pg_catalog.pg_subscription s
+WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                    WHERE datname = pg_catalog.current_database())
+  AND EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr
+               WHERE sr.srsubid = s.oid AND sr.srrelid = to_regclass('public.agent_chat'))
+ORDER BY s.subname;
+
+-- name: replicate_lock
+-- One replicate add at a time changes a source's roles, grants and publication (session lock).
+SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('agentchat.replicate'));
+
+-- name: replicate_unlock
+-- Release replicate_lock.
+SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('agentchat.replicate'));
