@@ -117,6 +117,12 @@ def local_row(replica: str, msg_id: int, text: str = "written on the replica") -
         )
 
 
+OWN_SUBSCRIPTION = (
+    "SELECT subname FROM pg_subscription"
+    " WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
 def next_id(source: str) -> int:
     [(value,)] = execute(
         source,
@@ -140,6 +146,7 @@ def test_conflict_crash_loops_status_says_so_and_doctor_names_the_row(topo: Topo
         return check if check and "crash-looping" in check.detail else None
 
     check = helpers.wait_for(crash_looping, timeout=60, what="status to see the crash loop")
+    assert check is not None
     assert check.verdict is Verdict.BROKEN and "agentchat doctor" in (check.fix or "")
     report = doctor.diagnose(topo.all, source=topo.source)
     [conflict] = [c for c in report.checks if c.check == "conflict"]
@@ -314,4 +321,25 @@ def test_fix_says_when_an_enabled_subscription_stops_again(topo: Topo) -> None:
     fixed = doctor.fix(report, [replica])
     assert any("disable_on_error true -> false" in line for line in fixed), fixed
     assert any("but it stopped again: the cause is still there" in line for line in fixed), fixed
-    assert "crash-looping" in (apply_worker_check(replica) or health.Check("", "", 0, "")).detail
+    check = apply_worker_check(replica)
+    assert check is not None and "crash-looping" in check.detail
+
+
+def test_status_compares_the_topology_file_with_the_source(topo: Topo, tmp_path: Path) -> None:
+    """A replica the file does not list (a lost entry) is found by its slot; a listed one whose
+    subscription is gone is broken."""
+    listed, unlisted = topo.replicas
+    config = tmp_path / "only-one.toml"
+    file = topology.Topology(config)
+    file.record_replica(topo.source, "agent_chat_pub", "agent_chat_from_x", listed)
+    [(slot,)] = execute(unlisted, OWN_SUBSCRIPTION.replace("subname", "subslotname"))
+    report = health.status(file.databases(), topology=file)
+    [check] = [c for c in report.checks if not c.ok]
+    assert (check.check, check.verdict) == ("unlisted_replica", Verdict.DEGRADED)
+    assert check.subject == slot
+
+    replication.remove(listed)  # behind the file's back (no topology given)
+    done = helpers.run_cli("status", "--config", str(config))
+    assert done.returncode == 2, done.stdout
+    assert "BROKEN   subscribed: " in done.stdout and "no longer receives anything" in done.stdout
+    assert f"DEGRADED unlisted_replica: slot {slot}" in done.stdout

@@ -508,7 +508,7 @@ def _inline_password(remote: Cluster, dbname: str) -> str:
 
 
 def test_password_in_the_target_dsn_is_kept_for_every_connection(
-    hub: Cluster, remote: Cluster, source: str, remote_db: str, tmp_path
+    hub: Cluster, remote: Cluster, source: str, remote_db: str, tmp_path: Path
 ) -> None:
     target = _inline_password(remote, helpers.dbname(remote_db))
     config = str(tmp_path / "t.toml")
@@ -521,7 +521,7 @@ def test_password_in_the_target_dsn_is_kept_for_every_connection(
 
 
 def test_two_adds_at_once_keep_both_topology_entries(
-    hub: Cluster, remote: Cluster, source: str, extra_dbs: list[str], tmp_path
+    hub: Cluster, remote: Cluster, source: str, extra_dbs: list[str], tmp_path: Path
 ) -> None:
     targets = [new_db(remote), new_db(remote)]
     extra_dbs.extend(targets)
