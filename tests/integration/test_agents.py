@@ -9,7 +9,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
@@ -506,3 +506,87 @@ def test_recipients_must_be_a_list_of_names(db: str) -> None:
     assert status == "failed"
     assert "InvalidInput: recipients must be a list of names" in str(recorded)
     assert execute(db, "SELECT id FROM agent_chat") == [(asked,)]  # nothing else was stored
+
+
+class PickyEmbedder:
+    """An embedder with a bad answer for two texts: an error carrying a NUL byte (as an
+    endpoint's answer may), and a vector that is not one."""
+
+    model = "picky"
+    dimension = 384
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if "poison" in texts:
+            raise ValueError("endpoint said: bad\x00answer")
+        return [[None] * 384 if t == "odd" else [0.5] * 384 for t in texts]  # type: ignore[list-item]
+
+
+def test_no_row_stops_the_embedding_worker(db: str) -> None:
+    """One row the embedder fails on with a NUL byte in its error stopped the whole worker
+    (PostgreSQL cannot store the error), on every start: now the row records the error."""
+    from agentchat.embeddings.worker import Worker
+
+    install.install(db)
+    ids = {t: messaging.send(db, sender="nova", message=t, to=["*"])
+           for t in ("fine", "poison", "odd", "also fine")}  # fmt: skip
+    stats = Worker(db, PickyEmbedder(), batch_size=10).run(once=True)
+    assert (stats.embedded, stats.failed) == (2, 2)
+    query = "SELECT source_id, coalesce(last_error, 'embedded') FROM memory_embeddings"
+    rows = {int(str(i)): str(e) for i, e in execute(db, query)}
+    assert rows[ids["fine"]] == rows[ids["also fine"]] == "embedded"
+    assert rows[ids["poison"]] == "endpoint said: bad\\0answer"
+    assert "NoneType" in rows[ids["odd"]]
+
+
+def outcome_of(work: Callable[[], object], timeout: float = 60) -> object:
+    """Run *work* in a thread; what it returned or raised (the test fails if it hangs)."""
+    result: list[object] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except Exception as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "still retrying: the idle timeout was ignored"
+    return result[0]
+
+
+def test_the_idle_timeout_holds_while_the_database_is_out_of_reach(db: str, hub: Cluster) -> None:
+    """The agent's database refuses connections mid-delivery: messages(idle_timeout=...) used to
+    retry forever; now it raises once that time has passed, naming the database."""
+    install.install(db)
+    name = helpers.dbname(db)
+    sent = [messaging.send(db, sender="nova", message=f"m{i}", to=["sage"]) for i in range(2)]
+
+    def cut_off() -> None:
+        execute(hub.conninfo(), f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        execute(hub.conninfo(), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s", (name,))  # fmt: skip
+
+    def sync() -> object:
+        with Agent("sage", db) as agent:
+            for _msg in agent.messages(idle_timeout=1):
+                cut_off()
+        return "stopped without an error"
+
+    async def asynchronous() -> object:
+        async with AsyncAgent("sage", db) as agent:
+            async for _msg in agent.messages(idle_timeout=0):
+                cut_off()
+        return "stopped without an error"
+
+    try:
+        for work in (sync, lambda: asyncio.run(asynchronous())):
+            error = outcome_of(work)
+            assert isinstance(error, errors.ConnectionFailed), error
+            assert f'database "{name}"' in str(error) and "idle timeout" in str(error)
+            execute(hub.conninfo(), f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    finally:
+        execute(hub.conninfo(), f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    assert marks(db) == []  # each delivery was rolled back: both are delivered next time
+    with Agent("sage", db) as agent:
+        assert [m.id for m in agent.messages(idle_timeout=0)] == sent

@@ -266,7 +266,7 @@ class Worker:
                         f"the embedder returned {len(vector)} dimensions, not {dimension}"
                     )
                 done.append((one_id, vector_text(vector)))
-            except ValueError as exc:
+            except (ValueError, TypeError) as exc:  # one odd vector fails its row, not the worker
                 failed.setdefault(_error_line(exc), []).append(one_id)
         for error, where in failed.items():
             log.warning("%d row(s) failed to embed, will retry: %s", len(where), error)
@@ -324,5 +324,8 @@ class Worker:
 
 
 def _error_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """What a failed row records: one line, bounded, and text PostgreSQL can store (an error
+    carrying a NUL byte, from an endpoint's answer say, must not stop the worker)."""
+    text = " ".join(str(exc).replace("\x00", "\\0").split())
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return (text or type(exc).__name__)[:1000]
