@@ -23,6 +23,7 @@ from agentchat.cli.install import install, triggers
 from agentchat.cli.ops import doctor, status, upgrade, verify
 from agentchat.cli.replicate import replicate
 from agentchat.cli.server import server
+from agentchat.cli.soak import soak
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +39,7 @@ cli.add_command(replicate)
 for command in (status, doctor, verify, upgrade, send, listen, prune, embed_worker, search_command):
     cli.add_command(command)
 cli.add_command(demo)
+cli.add_command(soak)
 
 
 def main(argv: list[str] | None = None) -> int:
