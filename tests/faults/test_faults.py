@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from agentchat import install, replication
+from agentchat import health, install, replication
 from agentchat.messaging import Message
 from agentchat.server import Cluster
 from tests import helpers
@@ -229,7 +229,9 @@ def test_every_fault_heals_by_itself_and_delivers_exactly_once(
     # embeddings: every text at least once, again only for a batch the killed worker held
     texts = {str(r[0]) for r in execute(topo.source, "SELECT message FROM agent_chat")}
     assert set(stub.embedded) - {"dimension probe"} == texts
-    # replication: enabled, running, and never disabled along the way
+    # replication: enabled, running, never disabled along the way, and status agrees
+    report = health.status([topo.source, *topo.replicas.values()])
+    assert [(c.database, c.check, c.detail) for c in report.checks if c.verdict] == []
     for where, replica in topo.replicas.items():
         assert [(s[1], s[2] is not None) for s in subscriptions(replica)] == [(True, True)], where
     for cluster, start in logs.items():

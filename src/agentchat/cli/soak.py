@@ -43,7 +43,11 @@ def render(report: soak_mod.SoakReport) -> str:
         for s in report.subscriptions
     ]
     emb = ", ".join(f"{db} {done}/{rows}" for db, (rows, done) in report.embeddings.items())
-    lines.append(f"embeddings    {emb or '-'} (stand-in HTTP embedder)")
+    lines.append(f"embeddings    {emb or '-'} (embedded/rows, stand-in HTTP embedder)")
+    lines.append(
+        f"settled       {report.settle_seconds:.0f} s after the traffic stopped"
+        f" (embedding backlog then: {report.embedding_backlog} rows)"
+    )
     start, end = report.rss_kib.get("start", {}), report.rss_kib.get("end", {})
     if start and end:
         lines.append(
