@@ -22,7 +22,7 @@ VERSIONS = [int(v) for v in os.environ.get("AGENTCHAT_PG_VERSIONS", "18").split(
 #: the commands as users run them and the docs: agentchat's own surface, the same on every
 #: server version, so they run on the newest one only (AGENTCHAT_ALL_VERSIONS=1: on each); the
 #: library against each server version is what tests/integration/ covers
-NEWEST_ONLY = ("tests/cli/", "tests/test_docs.py")
+NEWEST_ONLY = ("tests/cli/", "tests/test_docs.py", "tests/faults/")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
