@@ -8,7 +8,9 @@ descriptions name host, port, database and user only.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -135,24 +137,66 @@ def prepare(conninfo: str, *, long_lived: bool = False) -> str:
     return _conninfo.make_conninfo(conninfo, **extra)
 
 
+#: how long a connection attempt waits for a server that said it is restarting
+RESTART_WAIT = 60.0
+#: what a server says while it shuts down, starts or recovers (SQLSTATE 57P03, cannot_connect_now)
+_RESTARTING = (
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is not accepting connections",
+)
+_REFUSED = ("Connection refused", "No such file or directory")
+
+
+class _RestartWait:
+    """Whether a failed connection attempt is worth another: only once the server said it is
+    restarting (a wrong address still fails at once), and then also while its port is closed
+    between the stop and the start, for at most :data:`RESTART_WAIT` seconds."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+
+    def again(self, exc: psycopg.OperationalError) -> bool:
+        text = str(exc)
+        if self.deadline is None and any(s in text for s in _RESTARTING):
+            self.deadline = time.monotonic() + RESTART_WAIT
+        if self.deadline is None or time.monotonic() > self.deadline:
+            return False
+        return any(s in text for s in (*_RESTARTING, *_REFUSED))
+
+
 def connect(conninfo: str, *, autocommit: bool = True, long_lived: bool = False) -> Connection:
-    """Open a connection or raise a clear :class:`agentchat.errors.ConnectionFailed`."""
-    try:
-        return psycopg.connect(prepare(conninfo, long_lived=long_lived), autocommit=autocommit)
-    except psycopg.OperationalError as exc:
-        raise connection_error(exc, conninfo) from None
+    """Open a connection or raise a clear :class:`agentchat.errors.ConnectionFailed`.
+
+    A server that answers that it is shutting down or starting up (a routine restart) is waited
+    for, up to :data:`RESTART_WAIT` seconds; any other failure is raised at once.
+    """
+    wait = _RestartWait()
+    while True:
+        try:
+            return psycopg.connect(prepare(conninfo, long_lived=long_lived), autocommit=autocommit)
+        except psycopg.OperationalError as exc:
+            if not wait.again(exc):
+                raise connection_error(exc, conninfo) from None
+        time.sleep(0.25)
 
 
 async def connect_async(
     conninfo: str, *, autocommit: bool = True, long_lived: bool = False
 ) -> AsyncConnection:
     """:func:`connect` for asyncio."""
-    try:
-        return await psycopg.AsyncConnection.connect(
-            prepare(conninfo, long_lived=long_lived), autocommit=autocommit
-        )
-    except psycopg.OperationalError as exc:
-        raise connection_error(exc, conninfo) from None
+    wait = _RestartWait()
+    while True:
+        try:
+            return await psycopg.AsyncConnection.connect(
+                prepare(conninfo, long_lived=long_lived), autocommit=autocommit
+            )
+        except psycopg.OperationalError as exc:
+            if not wait.again(exc):
+                raise connection_error(exc, conninfo) from None
+        await asyncio.sleep(0.25)
 
 
 def retarget(conninfo: str, target: str) -> str:
