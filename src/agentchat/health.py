@@ -29,6 +29,8 @@ from agentchat.topology import Topology
 
 #: an inactive slot holding back more WAL than this is reported (bytes)
 DEFAULT_WAL_THRESHOLD = 1024**3
+#: seconds an apply worker must have lived without a new error to count as healed
+HEALED_AFTER = 3.0
 #: seconds to watch for rows in flight before calling a replica's missing rows lost
 ROWS_SETTLE = 3.0
 #: the replica's agentchat_settings key: messages up to this id predate the subscription
@@ -85,19 +87,30 @@ class SubscriptionFacts:
     sync_errors: int
     tables: dict[str, str]
     disable_on_error: bool = False
-    #: when status found no apply worker it watched for a while: the apply_error_count it saw
-    #: first (the fields above are the last look), and for how long it watched
+    #: when the running apply worker started (pg_stat_activity.backend_start)
+    worker_started: datetime | None = None
+    #: when status found no apply worker, or one just restarted after errors, it watched for a
+    #: while: the apply_error_count it saw first (the fields above are the last look), and
+    #: for how long it watched
     apply_errors_first: int | None = None
     watched: float = 0.0
 
     @property
     def crash_looping(self) -> bool:
-        """No worker, and the error count rose while status watched: a change it cannot apply."""
-        return (
-            self.worker_pid is None
-            and self.apply_errors_first is not None
-            and self.apply_errors > self.apply_errors_first
+        """The error count rose while status watched: the worker keeps failing on a change."""
+        return self.apply_errors_first is not None and self.apply_errors > self.apply_errors_first
+
+    def suspect(self, retry_ms: int, now: datetime) -> bool:
+        """Worth watching: enabled, and no worker, or one that started within the last retry
+        interval after errors (a crash loop's worker lives for a moment in every interval)."""
+        if not self.enabled:
+            return False
+        if self.worker_pid is None:
+            return True
+        young = self.worker_started is not None and (
+            (now - self.worker_started).total_seconds() < retry_ms / 1000 + 2
         )
+        return young and self.apply_errors > 0
 
     @property
     def tables_ready(self) -> int:
@@ -278,10 +291,10 @@ def judge_rows(db: str, subscription: str, counts: RowCounts, local: int = 0) ->
 def gather(conninfo: str, *, watch: bool = True) -> DatabaseFacts:
     """Read one database's facts; an unreachable database is a fact too, not an exception.
 
-    *watch*: when an enabled subscription has no apply worker, look again for up to
-    ``wal_retrieve_retry_interval`` plus a little: a worker that comes back was reconnecting
-    (a source restart); one whose error count rose meanwhile is crash-looping on a change it
-    cannot apply.
+    *watch*: when an enabled subscription has no apply worker (or one that just restarted after
+    errors), look again for up to ``wal_retrieve_retry_interval`` plus a little: a worker that
+    comes back without a new error was reconnecting (a source restart); one whose error count
+    rose meanwhile is crash-looping on a change it cannot apply.
     """
     facts = DatabaseFacts(conninfo=conninfo, name=_db.describe(conninfo))
     try:
@@ -297,8 +310,9 @@ def gather(conninfo: str, *, watch: bool = True) -> DatabaseFacts:
             if facts.schema_version:
                 facts.triggers = policy.trigger_report(conn, facts.role)
             facts.subscriptions = _subscription_facts(conn)
-            if watch and any(s.enabled and s.worker_pid is None for s in facts.subscriptions):
-                facts.subscriptions = _watch(conn, facts.subscriptions, facts.retry_interval_ms)
+            retry, now = facts.retry_interval_ms, datetime.now(UTC)
+            if watch and any(s.suspect(retry, now) for s in facts.subscriptions):
+                facts.subscriptions = _watch(conn, facts.subscriptions, retry)
             facts.slots = [SlotFacts(*r) for r in conn.execute(queries["slot_facts"])]
             if facts.schema_version >= 4:
                 row = conn.execute(queries["embedding_facts"]).fetchone()
@@ -317,10 +331,10 @@ def gather(conninfo: str, *, watch: bool = True) -> DatabaseFacts:
 def _subscription_facts(conn: _db.Connection) -> list[SubscriptionFacts]:
     facts = []
     for row in conn.execute(queries["subscription_facts"]):
-        name, enabled, slot, pubs, pid, last, apply_e, sync_e, tables, disable_on_error = row
+        name, enabled, slot, pubs, pid, last, apply_e, sync_e, tables, disable_on_error = row[:10]
         sub = SubscriptionFacts(
             name, enabled, slot, tuple(pubs or ()), pid, last, int(apply_e), int(sync_e),
-            dict(tables), bool(disable_on_error),
+            dict(tables), bool(disable_on_error), row[10],
         )  # fmt: skip
         facts.append(sub)
     return facts
@@ -333,13 +347,17 @@ def _watch(
     the launcher's retry interval has passed, so a restart in progress is not called broken."""
     start = time.monotonic()
     deadline = start + retry_ms / 1000 + 1.5
-    suspects = {s.name: s.apply_errors for s in first if s.enabled and s.worker_pid is None}
+    suspects = {s.name: s.apply_errors for s in first if s.suspect(retry_ms, datetime.now(UTC))}
     while True:
         time.sleep(0.25)
-        now = _subscription_facts(conn)
-        healed = all(
-            s.worker_pid is not None and s.apply_errors == suspects[s.name]
-            for s in now
+        latest = _subscription_facts(conn)
+        now = datetime.now(UTC)
+        healed = all(  # a worker that has lived a while with no new error
+            s.worker_pid is not None
+            and s.apply_errors == suspects[s.name]
+            and s.worker_started is not None
+            and (now - s.worker_started).total_seconds() >= HEALED_AFTER
+            for s in latest
             if s.name in suspects
         )
         if healed or time.monotonic() > deadline:
@@ -349,7 +367,7 @@ def _watch(
         dataclasses.replace(s, apply_errors_first=suspects[s.name], watched=watched)
         if s.name in suspects
         else s
-        for s in now
+        for s in latest
     ]
 
 
@@ -449,8 +467,9 @@ def _judge_trigger(db: str, facts: DatabaseFacts, t: policy.TriggerStatus) -> Ch
     elif t.trigger == EMBED_TRIGGER and t.mode is Mode.REPLICA:
         detail = (
             f"{t.trigger} is REPLICA: it fires only for replicated rows (the seed's advice,"
-            " backwards): the apply worker then writes embedding rows, and the first duplicate"
-            " key stops the subscription; it must be ORIGIN"
+            " backwards): the apply worker queues an embedding of every arriving message here,"
+            " which the source computes already (before schema 5 the source's row then"
+            " collided with it and stopped the subscription); it must be ORIGIN"
         )
     elif t.trigger == GUARD_TRIGGER:
         detail = f"{t.trigger} is {t.mode_name}; on a {role} database it must be {t.expected_name}"
@@ -500,7 +519,7 @@ def _judge_subscription(db: str, sub: SubscriptionFacts) -> list[Check]:
                 Verdict.BROKEN,
                 f"subscription {name}'s apply worker is crash-looping: apply_error_count rose"
                 f" from {sub.apply_errors_first} to {sub.apply_errors} in {sub.watched:.0f} s"
-                " with no worker running; a change this replica cannot apply (a conflicting"
+                " while status watched; a change this replica cannot apply (a conflicting"
                 " row) blocks every later one",
                 "agentchat doctor names the conflicting row and its repair (this server's log"
                 " has the error)",

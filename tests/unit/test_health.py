@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,11 @@ def by_check(checks: list[Check]) -> dict[str, Check]:
             sub(worker_pid=None, apply_errors=3, apply_errors_first=2, watched=6.5),
             {"apply_worker": Verdict.BROKEN},
         ),
+        # caught alive for a moment, but its error count rose while status watched
+        (
+            sub(apply_errors=4, apply_errors_first=3, watched=6.5),
+            {"apply_worker": Verdict.BROKEN},
+        ),
         # no worker, no new error: the source is down or refuses the connection
         (
             sub(worker_pid=None, apply_errors=1, apply_errors_first=1, watched=6.5),
@@ -75,6 +81,16 @@ def test_subscription_judge(facts: SubscriptionFacts, expected: dict[str, Verdic
             assert check.fix
     if "apply_worker" in expected and expected["apply_worker"] is Verdict.BROKEN:
         assert "agentchat doctor" in (checks["apply_worker"].fix or "")
+
+
+def test_which_subscriptions_status_watches() -> None:
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    young, old = now - timedelta(seconds=1), now - timedelta(seconds=60)
+    assert sub(worker_pid=None).suspect(5000, now)
+    assert sub(worker_started=young, apply_errors=2).suspect(5000, now)  # just restarted
+    assert not sub(worker_started=young, apply_errors=0).suspect(5000, now)  # a new one
+    assert not sub(worker_started=old, apply_errors=2).suspect(5000, now)  # healed long ago
+    assert not sub(enabled=False, worker_pid=None).suspect(5000, now)  # its own check
 
 
 def test_crash_loop_says_so() -> None:

@@ -22,7 +22,9 @@ SELECT s.subname,
                    FROM pg_catalog.pg_subscription_rel sr
                    JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid
                   WHERE sr.srsubid = s.oid), '{}'::json) AS tables,
-       s.subdisableonerr
+       s.subdisableonerr,
+       (SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = w.pid)
+           AS worker_started
 FROM pg_catalog.pg_subscription s
 LEFT JOIN pg_catalog.pg_stat_subscription w
        ON w.subid = s.oid AND w.relid IS NULL AND w.leader_pid IS NULL  -- the apply worker
