@@ -51,8 +51,8 @@ Each document's console blocks, python blocks and database-bound sql blocks run 
 test, after dropping every database the document names (``--database``/``-d`` arguments, the
 ``dbname`` of ``--dsn``/``--source``/``--target`` DSNs, and ``database`` markers; python blocks
 are not read) and the replication roles its ``agentchat replicate add`` commands create
-(``--role``, else ``agent_chat_replicator``), so each document starts from a clean slate; each
-other sql block is a test of its own.
+(``--role``, and each replica's own ``agent_chat_from_*`` role), so each document starts from a
+clean slate; each other sql block is a test of its own.
 """
 
 from __future__ import annotations
@@ -477,7 +477,14 @@ def drop_role(hub: Cluster, role: str) -> None:
 def drop_all(hub: Cluster, names: list[str], roles: Sequence[str] = ()) -> None:
     for name in reversed(names):  # subscribers are usually named after their sources
         helpers.drop_database(hub, name)
-    for role in roles:
+    with psycopg.connect(hub.conninfo(), autocommit=True) as conn:
+        own = [  # each replica's own role (replicate add without --role)
+            str(r[0])
+            for r in conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname LIKE 'agent\\_chat\\_from\\_%'"
+            )
+        ]
+    for role in dict.fromkeys([*roles, *own]):
         drop_role(hub, role)
 
 
