@@ -658,14 +658,18 @@ $ agentchat install --database doc_self_test
 ...
 $ agentchat triggers --database doc_self_test
 role: plain
- schemaname | tablename  |       triggername        | trigger_mode | verdict
-------------+------------+--------------------------+--------------+---------
- public     | agent_chat | trg_embed_chat_message   | {embed}       | ok
- public     | agent_chat | trg_forget_embedding     | ORIGIN       | ok
- public     | agent_chat | trg_forget_processed     | ALWAYS       | ok
- public     | agent_chat | trg_guard_replica_writes | DISABLED     | ok
- public     | agent_chat | trg_notify_agent_chat    | ALWAYS       | ok
-(5 rows)
+ schemaname | tablename  |            triggername            | trigger_mode | verdict
+------------+------------+-----------------------------------+--------------+---------
+ public     | agent_chat | trg_admit_agent_chat              | ALWAYS       | ok
+ public     | agent_chat | trg_embed_chat_message            | {embed}       | ok
+ public     | agent_chat | trg_forget_embedding              | ORIGIN       | ok
+ public     | agent_chat | trg_forget_processed              | ALWAYS       | ok
+ public     | agent_chat | trg_guard_replica_truncate        | DISABLED     | ok
+ public     | agent_chat | trg_guard_replica_writes          | DISABLED     | ok
+ public     | agent_chat | trg_immutable_agent_chat          | ORIGIN       | ok
+ public     | agent_chat | trg_immutable_agent_chat_truncate | ORIGIN       | ok
+ public     | agent_chat | trg_notify_agent_chat             | ALWAYS       | ok
+(9 rows)
 ```
 """
 

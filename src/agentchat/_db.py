@@ -147,7 +147,13 @@ _RESTARTING = (
     "the database system is not yet accepting connections",
     "the database system is not accepting connections",
 )
-_REFUSED = ("Connection refused", "No such file or directory")
+#: what a client meets while a server it was told is restarting stops and starts again
+_REFUSED = (
+    "Connection refused",
+    "No such file or directory",
+    "server closed the connection unexpectedly",
+    "terminating connection due to administrator command",
+)
 
 
 class _RestartWait:

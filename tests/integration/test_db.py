@@ -38,9 +38,13 @@ def test_connect_waits_for_a_restarting_server(cluster_root: Path, pg_version: i
             stopping.join()
             cluster.start()
 
-        threading.Timer(1.0, restart).start()
-        with _db.connect(cluster.conninfo()) as conn:  # waits through stop and start
-            assert conn.execute("SELECT 1").fetchone() == (1,)
+        restarting = threading.Timer(1.0, restart)
+        restarting.start()
+        try:
+            with _db.connect(cluster.conninfo()) as conn:  # waits through stop and start
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            restarting.join()
 
         async def connect_async() -> None:
             conn = await _db.connect_async(cluster.conninfo())
