@@ -25,8 +25,6 @@ from agentchat.replication_role import give_own_role, password_fails, role_of
 from agentchat.sql import queries
 from agentchat.topology import Topology
 
-BATCH = 5000
-
 
 @dataclass
 class Diagnosis:
@@ -182,21 +180,7 @@ def _local_rows(
     db: str, subscription: str, rep: _db.Connection, src: _db.Connection
 ) -> list[Check]:
     """Rows in the replica's agent_chat the source does not have (or has differently)."""
-    local: list[int] = []
-    conflicts: list[int] = []
-    last = 0
-    while True:
-        batch = rep.execute(queries["chat_fingerprints"], (last, BATCH)).fetchall()
-        if not batch:
-            break
-        ids = [i for i, _ in batch]
-        theirs: dict[int, str] = dict(src.execute(queries["chat_fingerprints_of"], (ids,)))
-        for msg_id, fingerprint in batch:
-            if msg_id not in theirs:
-                local.append(msg_id)
-            elif theirs[msg_id] != fingerprint:
-                conflicts.append(msg_id)
-        last = batch[-1][0]
+    local, conflicts = health.foreign_rows(rep, src)
     checks = []
     for msg_id in conflicts[:5]:
         row = rep.execute(queries["chat_row_summary"], (msg_id,)).fetchone()

@@ -254,6 +254,31 @@ def count_rows(rep: _db.Connection, src: _db.Connection) -> RowCounts:
     return RowCounts(int(upto), history_from, int(theirs), int(ours))
 
 
+#: rows compared per round trip when a replica's messages are checked one by one
+FINGERPRINT_BATCH = 5000
+
+
+def foreign_rows(rep: _db.Connection, src: _db.Connection) -> tuple[list[int], list[int]]:
+    """The replica's messages its source does not hold: ``(local, conflicts)``, the ids that
+    are not at the source at all and those whose id holds a different message there (compared
+    by sender, channel, text and time, as the admission trigger compares them)."""
+    local: list[int] = []
+    conflicts: list[int] = []
+    last = 0
+    while True:
+        batch = rep.execute(queries["chat_fingerprints"], (last, FINGERPRINT_BATCH)).fetchall()
+        if not batch:
+            return local, conflicts
+        ids = [i for i, _ in batch]
+        theirs: dict[int, str] = dict(src.execute(queries["chat_fingerprints_of"], (ids,)))
+        for msg_id, fingerprint in batch:
+            if msg_id not in theirs:
+                local.append(msg_id)
+            elif theirs[msg_id] != fingerprint:
+                conflicts.append(msg_id)
+        last = batch[-1][0]
+
+
 def settled_rows(
     rep: _db.Connection, src: _db.Connection, settle: float = ROWS_SETTLE
 ) -> RowCounts:
@@ -282,7 +307,8 @@ def judge_rows(db: str, subscription: str, counts: RowCounts, local: int = 0) ->
         f"{missing} of the source's messages up to id {counts.upto}{since} are not on this"
         " replica: deleted here (a superuser bypassing the guard), or never applied; they do"
         " not come back by themselves",
-        "remove the replica, empty its agent_chat, and add it again to copy the history"
+        "agentchat replicate remove, then add it again: the copy brings back what it lost and"
+        " skips what it has (its delivery marks stay)"
         " (agentchat replicate remove --target ..., then add)",
         subject=subscription,
     )

@@ -31,11 +31,13 @@ from psycopg import sql
 
 from agentchat import _db, errors, schema
 from agentchat import install as installer
-from agentchat.health import HISTORY_FROM
+from agentchat.health import HISTORY_FROM, foreign_rows
 from agentchat.passfile import read_passfile, write_passfile
 from agentchat.preflight import (
     Finding,
     PreflightFailed,
+    SourceFacts,
+    TargetFacts,
     check_transport,
     judge,
     source_facts,
@@ -238,17 +240,7 @@ def _add(
     existing = [row[0] for row in tgt.execute(queries["agent_chat_subscriptions"])]
     findings = judge(s_facts, t_facts, new_slot=not existing)
     if copy_data and not existing and t_facts.schema_version:
-        [(rows,)] = tgt.execute(queries["agent_chat_rows"]).fetchall()
-        findings.append(
-            Finding(
-                "target_history",
-                not rows,
-                f"{result.target} already holds {rows} agent_chat rows: copying the source's"
-                " history would collide with them",
-                "if they came from this source earlier, add with --no-copy-data; otherwise"
-                " move them to the source and empty the table",
-            )
-        )
+        findings.append(_history_finding(src, tgt, result.target, s_facts, t_facts))
     if any(not f.ok for f in findings):
         raise PreflightFailed(findings)
     sub_params = subscription_params(src, result.role, publisher)
@@ -313,6 +305,52 @@ def _record_history(src: _db.Connection, tgt: _db.Connection, copy_data: bool) -
     else:
         [(upto,)] = src.execute(queries["chat_max_id"]).fetchall()
         tgt.execute(queries["setting_put"], (HISTORY_FROM, str(upto)))
+
+
+def _history_finding(
+    src: _db.Connection,
+    tgt: _db.Connection,
+    target: str,
+    s_facts: SourceFacts,
+    t_facts: TargetFacts,
+) -> Finding:
+    """Whether the source's history can be copied into a target that holds messages already.
+
+    From schema version 5 on (the target is brought to the source's version first), a copied
+    row that the target already holds is skipped by its admission trigger, and an embedding row
+    merged: a replica that lost rows is repaired by removing it and adding it again, keeping its
+    delivery marks. Rows that are not the source's would be lost or collide: those refuse.
+    """
+    [(rows,)] = tgt.execute(queries["agent_chat_rows"]).fetchall()
+    if not rows:
+        return Finding("target_history", True, "", "")
+    fix = (
+        "if they came from this source earlier, add with --no-copy-data; otherwise move them to"
+        " the source and empty the table"
+    )
+    version = max(t_facts.schema_version or 0, s_facts.schema_version or 0)
+    if version < SKIPS_KNOWN_ROWS:
+        return Finding(
+            "target_history",
+            False,
+            f"{target} already holds {rows} agent_chat rows: copying the source's history would"
+            " collide with them",
+            f"{fix} (or upgrade both to schema version {SKIPS_KNOWN_ROWS}, which skips them)",
+        )
+    local, conflicts = foreign_rows(tgt, src)
+    foreign = len(local) + len(conflicts)
+    return Finding(
+        "target_history",
+        not foreign,
+        f"{target} already holds {foreign} agent_chat rows that are not the source's (ids"
+        f" {', '.join(str(i) for i in (conflicts + local)[:10])}): copying the source's history"
+        " would collide with them",
+        fix,
+    )
+
+
+#: the schema version whose admission trigger skips a copied row the target already holds
+SKIPS_KNOWN_ROWS = 5
 
 
 def publication_shape(src: _db.Connection) -> list[tuple[object, ...]]:

@@ -277,6 +277,31 @@ def test_history_on_the_target_is_caught_before_anything_is_made(
     helpers.wait_for(lambda: arrived(remote_db, later), what="message after re-adding")
 
 
+def test_a_replica_that_lost_rows_is_repaired_by_adding_it_again(
+    source: str, remote_db: str
+) -> None:
+    """Remove and add again copies what the replica lost and skips what it has: its delivery
+    marks stay, nothing is there twice."""
+    replication.add(source, remote_db, timeout=60)
+    sent = [send(source, f"message {n}") for n in range(3)]
+    helpers.wait_for(lambda: all(arrived(remote_db, m) for m in sent), what="the messages")
+    execute(remote_db, "INSERT INTO agent_chat_processed (chat_id, agent) VALUES (%s, 'graybeard')",
+            (sent[0],))  # fmt: skip
+    with psycopg.connect(remote_db, autocommit=True) as conn:  # a superuser past the guard
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM agent_chat WHERE id = %s", (sent[1],))
+
+    replication.remove(remote_db)
+    replication.add(source, remote_db, timeout=60)  # was refused: "already holds 2 rows"
+    assert execute(remote_db, "SELECT id FROM agent_chat ORDER BY id") == [(m,) for m in sent]
+    assert helpers.marks(remote_db) == [(sent[0], "graybeard", "received")]
+    assert execute(
+        remote_db, "SELECT source_id, count(*) FROM memory_embeddings GROUP BY 1 ORDER BY 1"
+    ) == [(m, 1) for m in sent]
+    later = send(source, "after the repair")
+    helpers.wait_for(lambda: arrived(remote_db, later), what="a message after the repair")
+
+
 def test_failed_add_drops_the_target_database_it_created(hub: Cluster, source: str) -> None:
     name = f"made_by_add_{uuid.uuid4().hex[:6]}"
     execute(source, "CREATE TABLE other (id int PRIMARY KEY)")
