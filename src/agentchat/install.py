@@ -202,7 +202,7 @@ def subscription_repairs(conn: _db.Connection) -> list[tuple[str, sql.Composed]]
     shows it crash-looping, with doctor naming the row.
     """
     todo: list[tuple[str, sql.Composed]] = []
-    for name, enabled, disable_on_error in conn.execute(queries["subscription_settings"]):
+    for name, enabled, disable_on_error in conn.execute(queries["agent_chat_subscriptions"]):
         ident = sql.Identifier(name)
         if disable_on_error:
             todo.append((

@@ -53,8 +53,9 @@ SELECT pg_catalog.pg_create_logical_replication_slot(%s, 'pgoutput');
 SELECT pg_catalog.pg_drop_replication_slot(%s);
 
 -- name: agent_chat_subscriptions
--- Subscriptions in this database that carry agent_chat (read from pg_subscription_rel).
-SELECT s.subname, s.subslotname, s.subenabled
+-- Subscriptions in this database that carry agent_chat (read from pg_subscription_rel): name,
+-- enabled, and disable_on_error (PG15+).
+SELECT s.subname, s.subenabled, s.subdisableonerr
 FROM pg_catalog.pg_subscription s
 WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database
                     WHERE datname = pg_catalog.current_database())
@@ -111,16 +112,6 @@ SELECT count(*)::bigint FROM public.agent_chat;
 -- name: role_in_use
 -- Whether any session (a walsender included) is connected as this role right now.
 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity WHERE usename = %s);
-
--- name: subscription_settings
--- agentchat's subscriptions in this database: enabled, and disable_on_error (PG15+).
-SELECT s.subname, s.subenabled, s.subdisableonerr
-FROM pg_catalog.pg_subscription s
-WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database
-                    WHERE datname = pg_catalog.current_database())
-  AND EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr
-               WHERE sr.srsubid = s.oid AND sr.srrelid = to_regclass('public.agent_chat'))
-ORDER BY s.subname;
 
 -- name: replicate_lock
 -- One replicate add at a time changes a source's roles, grants and publication (session lock).
