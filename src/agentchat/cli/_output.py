@@ -85,3 +85,22 @@ def stop_on_sigterm(stop: Callable[[], None]) -> None:
     """Call *stop* on SIGTERM, from a thread: a signal handler must not take locks that the
     code it interrupted may hold."""
     signal.signal(signal.SIGTERM, lambda _sig, _frame: threading.Thread(target=stop).start())
+
+
+def emit(
+    fmt: str, data: Any, render_text: Callable[[], str], **renderers: Callable[[], str]
+) -> None:
+    """Print a command's result in the format asked for: ``json`` prints *data* as JSON, ``text``
+    what *render_text* returns, any other format what its renderer in *renderers* returns
+    (``emit(fmt, report.as_dict(), lambda: render(report), prometheus=...)``).
+
+    Renderers are called only for the format asked for. Their text is printed as it is, with a
+    line break added unless it ends with one; an empty text prints nothing.
+    """
+    if fmt == "json":
+        emit_json(data)
+        return
+    render = render_text if fmt == "text" else renderers[fmt]
+    text = render()
+    if text:
+        click.echo(text, nl=not text.endswith("\n"))

@@ -91,7 +91,7 @@ class _Progress:
     help="A failed row waits this long times 2**attempts (at least 1 s, at most an hour).",
 )  # fmt: skip
 @_options.quiet
-@_options.json_flag
+@_options.output_format
 def embed_worker(
     dsn: str | None,
     database: str | None,
@@ -106,7 +106,7 @@ def embed_worker(
     poll_interval: float,
     retry_base: float,
     quiet: bool,
-    as_json: bool,
+    fmt: str,
 ) -> int:
     """Embed queued rows of memory_embeddings, woken by NOTIFY, polling as a fallback.
 
@@ -114,7 +114,7 @@ def embed_worker(
     recorded on the row and retried with backoff; the rest of the queue goes on. With --once:
     exit 0 when what was due is done, 1 when rows are left failing (waiting for a retry).
     """
-    progress = _Progress(quiet or as_json)
+    progress = _Progress(quiet or fmt == "json")
     worker = Worker(
         _db.make_conninfo(dsn, dbname=database),
         _embedder(embedder, base_url, model, api_key_env, embed_timeout),
@@ -130,14 +130,14 @@ def embed_worker(
         raise
     finally:
         progress.done()
-    if as_json:
-        _output.emit_json({"mode": worker.mode.value, **stats.as_dict()})
-    elif not quiet:
-        click.echo(
+    _output.emit(
+        fmt, {"mode": worker.mode.value, **stats.as_dict()},
+        lambda: "" if quiet else (
             f"embedded {stats.embedded} row(s) in {stats.elapsed:.1f} s ({stats.rate:.1f}/s);"
             f" failed attempts {stats.failed}; left: {stats.due} due,"
             f" {stats.retrying} waiting to retry"
-        )
+        ),
+    )  # fmt: skip
     # rows still due were held by another worker (it embeds them): only failed rows count,
     # waiting for their retry or due again by now
     return 1 if once and stats.failing else 0
@@ -148,7 +148,7 @@ def embed_worker(
 @embedder_options
 @click.option("--limit", "-k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--channel", default=None, help="Only this channel's messages.")
-@_options.json_flag
+@_options.output_format
 @click.argument("query")
 def search_command(
     dsn: str | None,
@@ -160,7 +160,7 @@ def search_command(
     embed_timeout: float,
     limit: int,
     channel: str | None,
-    as_json: bool,
+    fmt: str,
     query: str,
 ) -> None:
     """The messages most similar in meaning to QUERY (cosine similarity), best first.
@@ -173,9 +173,11 @@ def search_command(
         _embedder(embedder, base_url, model, api_key_env, embed_timeout),
         limit=limit, channel=channel,
     )  # fmt: skip
-    if as_json:
-        _output.emit_json([hit.as_dict() for hit in hits])
-        return
-    for hit in hits:
-        msg = hit.message
-        click.echo(f"{hit.score:.3f}  #{msg.id} [{msg.channel}] {msg.sender}: {msg.message}")
+    _output.emit(
+        fmt, [hit.as_dict() for hit in hits],
+        lambda: "".join(
+            f"{h.score:.3f}  #{h.message.id} [{h.message.channel}] {h.message.sender}:"
+            f" {h.message.message}\n"
+            for h in hits
+        ),
+    )  # fmt: skip

@@ -61,16 +61,13 @@ def server() -> None:
     default=None, help=f"PostgreSQL major version for a new cluster [default: "
     f"{embedded.DEFAULT_VERSION}].",
 )  # fmt: skip
-@_options.json_flag
-def start(data_dir: Path | None, name: str, pg_version: str | None, as_json: bool) -> None:
+@_options.output_format
+def start(data_dir: Path | None, name: str, pg_version: str | None, fmt: str) -> None:
     """Initialise (first time) and start the cluster; print its connection URI."""
     cluster = get_cluster(data_dir, name, int(pg_version) if pg_version else None)
     cluster.start()
     status = cluster.status()
-    if as_json:
-        _output.emit_json(status.as_dict())
-    else:
-        click.echo(status.uri)
+    _output.emit(fmt, status.as_dict(), lambda: status.uri)
 
 
 @server.command()
@@ -91,31 +88,22 @@ def stop(data_dir: Path | None, name: str, mode: str) -> None:
 
 @server.command()
 @cluster_options
-@_options.json_flag
-def status(data_dir: Path | None, name: str, as_json: bool) -> int:
+@_options.output_format
+def status(data_dir: Path | None, name: str, fmt: str) -> int:
     """Is the cluster running? Exit 0 if so, 3 if not (as pg_ctl status)."""
     cluster = get_cluster(data_dir, name)
     if not cluster.initialized:
-        if as_json:
-            # the same keys as for an existing cluster, so scripts need no special case
-            _output.emit_json(
-                {
-                    "running": False,
-                    "pid": None,
-                    "port": None,
-                    "version": None,
-                    "directory": str(cluster.directory),
-                    "uri": None,
-                }
-            )
-        else:
-            click.echo(f"no cluster in {cluster.directory}")
+        # the same keys as for an existing cluster, so scripts need no special case
+        missing = {"running": False, "pid": None, "port": None, "version": None,
+                   "directory": str(cluster.directory), "uri": None}  # fmt: skip
+        _output.emit(fmt, missing, lambda: f"no cluster in {cluster.directory}")
         return 3
     state = cluster.status()
-    if as_json:
-        _output.emit_json(state.as_dict())
-    elif state.running:
-        click.echo(f"running (pid {state.pid}, PostgreSQL {state.version}): {state.uri}")
-    else:
-        click.echo(f"stopped (PostgreSQL {state.version}, {state.directory})")
+
+    def text() -> str:
+        if state.running:
+            return f"running (pid {state.pid}, PostgreSQL {state.version}): {state.uri}"
+        return f"stopped (PostgreSQL {state.version}, {state.directory})"
+
+    _output.emit(fmt, state.as_dict(), text)
     return 0 if state.running else 3

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from agentchat import soak as soak_mod
-from agentchat.cli import _output
+from agentchat.cli import _options, _output
 
 
 def _mib(kib: int) -> str:
@@ -86,7 +86,7 @@ def render(report: soak_mod.SoakReport) -> str:
     help="Where the two clusters go (in DIR/soak) [default: a temporary directory].",
 )  # fmt: skip
 @click.option("--keep", is_flag=True, help="Leave the clusters running at the end.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_options.output_format
 def soak(
     minutes: float,
     rate: float,
@@ -95,7 +95,7 @@ def soak(
     seed: int,
     data_dir: Path | None,
     keep: bool,
-    as_json: bool,
+    fmt: str,
 ) -> int:
     """Agents under load while things break: 20 listeners on 4 databases (a source and 3
     replicas on a second embedded cluster), mixed traffic, faults on a schedule (restarts,
@@ -109,10 +109,7 @@ def soak(
     report = soak_mod.run(options, progress=_progress if live else soak_mod.quiet)
     if live:
         click.echo("\r\x1b[2K", nl=False, err=True)
-    if as_json:
-        _output.emit_json(report.as_dict())
-    else:
-        click.echo(render(report))
+    _output.emit(fmt, report.as_dict(), lambda: render(report))
     return 0 if report.verdict == "ok" else 1
 
 
