@@ -9,10 +9,13 @@ descriptions name host, port, database and user only.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import conninfo as _conninfo
@@ -22,6 +25,11 @@ from agentchat import errors
 
 Connection = psycopg.Connection[TupleRow]
 AsyncConnection = psycopg.AsyncConnection[TupleRow]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: a connection the server ended: admin_shutdown, crash_shutdown, cannot_connect_now
+_SHUTDOWN = ("57P01", "57P02", "57P03")
 
 #: seconds to wait for a server that does not answer, unless the DSN or PGCONNECT_TIMEOUT says
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -57,7 +65,7 @@ def make_conninfo(dsn: str | None = None, *, dbname: str | None = None) -> str:
             )
         return _conninfo.make_conninfo(dsn or "")
     except psycopg.ProgrammingError as exc:
-        raise errors.InvalidInput(f"invalid connection string: {_first_line(str(exc))}") from None
+        raise errors.InvalidInput(f"invalid connection string: {_first_line(str(exc))}") from exc
 
 
 def conninfo_params(conninfo: str) -> dict[str, str]:
@@ -185,7 +193,7 @@ def connect(conninfo: str, *, autocommit: bool = True, long_lived: bool = False)
             return psycopg.connect(prepare(conninfo, long_lived=long_lived), autocommit=autocommit)
         except psycopg.OperationalError as exc:
             if not wait.again(exc):
-                raise connection_error(exc, conninfo) from None
+                raise connection_error(exc, conninfo) from exc
         time.sleep(0.25)
 
 
@@ -201,7 +209,7 @@ async def connect_async(
             )
         except psycopg.OperationalError as exc:
             if not wait.again(exc):
-                raise connection_error(exc, conninfo) from None
+                raise connection_error(exc, conninfo) from exc
         await asyncio.sleep(0.25)
 
 
@@ -227,11 +235,46 @@ def retarget(conninfo: str, target: str) -> str:
 def connection(conninfo: str, *, autocommit: bool = True) -> Iterator[Connection]:
     """``with connection(conninfo) as conn:`` — connect, translate errors, always close."""
     conn = connect(conninfo, autocommit=autocommit)
+    with wrap_errors(conninfo), conn:
+        yield conn
+
+
+@contextmanager
+def wrap_errors(conninfo: str | None = None) -> Iterator[None]:
+    r"""The driver-error boundary: inside, any :class:`psycopg.Error` becomes the matching
+    :class:`agentchat.errors.AgentchatError`, raised ``from`` the driver's error (its SQLSTATE
+    and constraint copied onto :class:`~agentchat.errors.DatabaseError`).
+
+    It is a plain context manager, so it also spans ``await``\ s::
+
+        with _db.wrap_errors(conninfo):
+            await conn.execute(queries["listen"])
+
+    *conninfo*, when given, names the database in a lost connection's message.
+    """
     try:
-        with conn:
-            yield conn
+        yield
     except psycopg.Error as exc:
-        raise translate(exc) from None
+        raise translate(exc, conninfo) from exc
+
+
+def wrap_exceptions(func: F) -> F:
+    """:func:`wrap_errors` as a decorator, for plain and ``async`` functions alike."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def wrapped_async(*args: Any, **kwargs: Any) -> Any:
+            with wrap_errors():
+                return await func(*args, **kwargs)
+
+        return cast(F, wrapped_async)
+
+    @functools.wraps(func)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with wrap_errors():
+            return func(*args, **kwargs)
+
+    return cast(F, wrapped)
 
 
 def connection_error(exc: psycopg.OperationalError, conninfo: str) -> errors.AgentchatError:
@@ -248,15 +291,30 @@ def connection_error(exc: psycopg.OperationalError, conninfo: str) -> errors.Age
     return errors.ConnectionFailed(f"cannot connect to {where}: {_server_reason(text)}")
 
 
-def translate(exc: psycopg.Error) -> errors.AgentchatError:
-    """Turn any other driver error into a :class:`agentchat.errors.DatabaseError` (one line)."""
+def translate(exc: psycopg.Error, conninfo: str | None = None) -> errors.AgentchatError:
+    """Turn a driver error into an agentchat error (one line, the server's hint as the fix).
+
+    A broken connection (no SQLSTATE, or class 08 / 57P01-57P03) is
+    :class:`~agentchat.errors.ConnectionLost`; bad values and CHECK violations are
+    :class:`~agentchat.errors.InvalidInput`; anything else a
+    :class:`~agentchat.errors.DatabaseError` carrying ``sqlstate`` and ``constraint``.
+    """
     diag = getattr(exc, "diag", None)
     primary = diag.message_primary if diag is not None else None
     message = primary or _first_line(str(exc)) or type(exc).__name__
     hint = diag.message_hint if diag is not None else None
+    sqlstate = exc.sqlstate
+    constraint = diag.constraint_name if diag is not None else None
     if isinstance(exc, psycopg.errors.InvalidParameterValue | psycopg.errors.CheckViolation):
         return errors.InvalidInput(message, fix=hint)
-    return errors.DatabaseError(message, fix=hint)
+    if isinstance(exc, psycopg.OperationalError) and (
+        sqlstate is None or sqlstate.startswith("08") or sqlstate in _SHUTDOWN
+    ):
+        where = f" to {describe(conninfo)}" if conninfo else ""
+        return errors.ConnectionLost(
+            f"connection{where} lost: {_server_reason(str(exc))}", sqlstate=sqlstate
+        )
+    return errors.DatabaseError(message, fix=hint, sqlstate=sqlstate, constraint=constraint)
 
 
 def _server_reason(text: str) -> str:

@@ -59,3 +59,31 @@ def test_a_wrong_address_still_fails_at_once() -> None:
     wrong = f"host=127.0.0.1 port={free_port()} dbname=x user=x connect_timeout=2"
     with pytest.raises(errors.ConnectionFailed, match="Connection refused"):
         _db.connect(wrong)
+
+
+def test_settings_on_a_database_without_and_with_the_schema(db: str) -> None:
+    from agentchat import install, settings
+
+    with _db.connection(db) as conn:
+        assert settings.get(conn, settings.SOURCE_CONNINFO) is None  # no agentchat_settings yet
+    install.install(db)
+    with _db.connection(db) as conn:
+        assert settings.get(conn, settings.HISTORY_FROM) is None
+        settings.put(conn, settings.HISTORY_FROM, "42")
+        settings.put(conn, settings.HISTORY_FROM, "43")
+        assert settings.get(conn, settings.HISTORY_FROM) == "43"
+        settings.delete(conn, settings.HISTORY_FROM)
+        settings.delete(conn, settings.HISTORY_FROM)
+        assert settings.get(conn, settings.HISTORY_FROM) is None
+
+
+def test_a_query_error_carries_its_sqlstate_and_constraint(db: str) -> None:
+    from agentchat import install
+
+    install.install(db)
+    with pytest.raises(errors.DatabaseError) as info, _db.connection(db) as conn:
+        conn.execute("CREATE TABLE t (id int CONSTRAINT t_pk PRIMARY KEY)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert info.value.sqlstate == "23505" and info.value.constraint == "t_pk"
+    assert isinstance(info.value.__cause__, psycopg.errors.UniqueViolation)

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import enum
 
-import psycopg
-
-from agentchat import _db, policy
-from agentchat.sql import queries
+from agentchat import _db, policy, settings
 
 #: the agentchat_settings key of the per-replica mode
-SETTING = "embed_replicated"
+SETTING = settings.EMBED_REPLICATED
 
 
 class EmbeddingMode(enum.Enum):
@@ -41,12 +38,7 @@ class EmbeddingMode(enum.Enum):
 
 def embed_replicated_setting(conn: _db.Connection) -> bool:
     """Whether ``agentchat install --embed-replicated`` is on for this database."""
-    try:
-        with conn.transaction():
-            row = conn.execute(queries["setting_get"], (SETTING,)).fetchone()
-    except psycopg.errors.UndefinedTable:
-        return False  # schema version 1
-    return row is not None and str(row[0]) == "on"
+    return settings.get(conn, SETTING) == "on"
 
 
 def embedding_mode(conn: _db.Connection, facts: policy.RoleFacts | None = None) -> EmbeddingMode:

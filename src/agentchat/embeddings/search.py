@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from agentchat import _db, errors
 from agentchat.embeddings.embedders import Embedder
 from agentchat.embeddings.worker import check_dimension, vector_text
@@ -57,13 +55,10 @@ def search(
     with _db.connection(conninfo) as conn:
         check_dimension(conn, embedder, _db.describe(conninfo))
         vector = vector_text(embedder.embed([query])[0])
-        try:
-            with conn.transaction():
-                conn.execute(queries["search_settings"], {"ef_search": str(max(40, limit))})
-                rows = conn.execute(
-                    queries["search_messages"],
-                    {"query": vector, "channel": channel, "limit": limit},
-                ).fetchall()
-        except psycopg.Error as exc:
-            raise _db.translate(exc) from None
+        with conn.transaction():
+            conn.execute(queries["search_settings"], {"ef_search": str(max(40, limit))})
+            rows = conn.execute(
+                queries["search_messages"],
+                {"query": vector, "channel": channel, "limit": limit},
+            ).fetchall()
     return [Hit(Message.from_row(row[:7]), float(row[7])) for row in rows]

@@ -24,16 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import psycopg
-
 from agentchat import _db, errors, policy, schema
 from agentchat.embeddings.embedders import Embedder
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.sql import queries
 
 log = logging.getLogger("agentchat.embeddings")
-
-TRANSIENT: tuple[type[Exception], ...] = (psycopg.OperationalError, errors.ConnectionFailed)
 
 
 @dataclass
@@ -182,16 +178,19 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 try:
-                    if conn is None or conn.closed:
-                        conn = _db.connect(self.conninfo, long_lived=True)
-                    generation = self._generation
-                    if self._batch(conn):
-                        backoff = 0.1
-                        continue
+                    with _db.wrap_errors(self.conninfo):
+                        if conn is None or conn.closed:
+                            conn = _db.connect(self.conninfo, long_lived=True)
+                        generation = self._generation
+                        if self._batch(conn):
+                            backoff = 0.1
+                            continue
                     if once:
                         return
                     self._sleep(generation)
-                except TRANSIENT as exc:
+                except errors.DatabaseError as exc:
+                    if not exc.transient:
+                        raise
                     if conn is not None:
                         conn.close()
                     conn = None
@@ -201,7 +200,7 @@ class Worker:
                     backoff = min(backoff * 2, 5.0)
         except BaseException as exc:  # a bug or a database error: stop every thread, re-raise
             with self._lock:
-                self._errors.append(_db.translate(exc) if isinstance(exc, psycopg.Error) else exc)
+                self._errors.append(exc)
             self._stopping.set()
             self._bump()
         finally:
@@ -290,19 +289,22 @@ class Worker:
         last_report = 0.0
         while not finished() and not self._stopping.is_set():
             try:
-                if conn is None or conn.closed:
-                    conn = _db.connect(self.conninfo, long_lived=True)
-                    conn.execute(queries["embed_listen"])
-                    if self.mode is EmbeddingMode.EMBED_REPLICATED:
-                        conn.execute(queries["embed_listen_chat"])
-                    self._bump()  # something may have arrived while not listening
-                for _note in conn.notifies(timeout=0.1 if self._due_by else 0.5, stop_after=1):
-                    self._bump()
-                if time.monotonic() - last_report >= self.report_interval:
-                    self._count(conn)
-                    self._report()
-                    last_report = time.monotonic()
-            except TRANSIENT:
+                with _db.wrap_errors(self.conninfo):
+                    if conn is None or conn.closed:
+                        conn = _db.connect(self.conninfo, long_lived=True)
+                        conn.execute(queries["embed_listen"])
+                        if self.mode is EmbeddingMode.EMBED_REPLICATED:
+                            conn.execute(queries["embed_listen_chat"])
+                        self._bump()  # something may have arrived while not listening
+                    for _note in conn.notifies(timeout=0.1 if self._due_by else 0.5, stop_after=1):
+                        self._bump()
+                    if time.monotonic() - last_report >= self.report_interval:
+                        self._count(conn)
+                        self._report()
+                        last_report = time.monotonic()
+            except errors.DatabaseError as exc:
+                if not exc.transient:
+                    raise
                 if conn is not None:
                     conn.close()
                 conn = None
