@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agentchat import health, policy
-from agentchat.health import (
-    Check,
-    DatabaseFacts,
-    RowCounts,
-    SlotFacts,
-    SubscriptionFacts,
-    Verdict,
-)
+from agentchat import policy
+from agentchat.ops import judge as health
+from agentchat.ops.facts import DatabaseFacts, RowCounts, SlotFacts, SubscriptionFacts
+from agentchat.ops.judge import Check, Verdict
 from agentchat.topology import Replica, Topology
 
 READY = {"agent_chat": "r", "memory_embeddings": "r"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agentchat import health
 from agentchat._db import conninfo_params
+from agentchat.ops.report import Report
 
 _HELP = {
     "agentchat_up": ("gauge", "1 if the database answered"),
@@ -39,7 +39,7 @@ def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
 
 
-def _samples(report: health.Report) -> Iterable[tuple[str, str, float]]:
+def _samples(report: Report) -> Iterable[tuple[str, str, float]]:
     for facts in report.databases:
         mine = [c.verdict for c in report.checks if c.database == facts.name]
         params = conninfo_params(facts.resolved or facts.conninfo)
@@ -82,7 +82,7 @@ def _samples(report: health.Report) -> Iterable[tuple[str, str, float]]:
             yield "agentchat_embeddings_failing", labels, float(facts.embeddings.failing)
 
 
-def render(report: health.Report) -> str:
+def render(report: Report) -> str:
     by_metric: dict[str, list[str]] = {}
     for metric, labels, value in _samples(report):
         text = str(int(value)) if value.is_integer() else repr(value)

@@ -9,17 +9,20 @@ from pathlib import Path
 
 import click
 
-from agentchat import _db, health, topology
-from agentchat import doctor as doctor_mod
+from agentchat import _db, topology
 from agentchat import install as installer
-from agentchat import verify as verify_mod
 from agentchat.cli import _options, _output
 from agentchat.cli._prometheus import render as render_prometheus
+from agentchat.ops import doctor as doctor_mod
+from agentchat.ops import verify as verify_mod
+from agentchat.ops.judge import DEFAULT_WAL_THRESHOLD, Verdict
+from agentchat.ops.report import Report
+from agentchat.ops.report import status as run_status
 
 MARK = {
-    health.Verdict.OK: "ok",
-    health.Verdict.DEGRADED: "DEGRADED",
-    health.Verdict.BROKEN: "BROKEN",
+    Verdict.OK: "ok",
+    Verdict.DEGRADED: "DEGRADED",
+    Verdict.BROKEN: "BROKEN",
 }
 
 
@@ -43,12 +46,12 @@ def _listed(conninfos: list[str], topo: topology.Topology) -> topology.Topology 
     return topo if topo.databases() and conninfos == topo.databases() else None
 
 
-def render_status(report: health.Report, *, verbose: bool) -> str:
+def render_status(report: Report, *, verbose: bool) -> str:
     lines = []
     for facts in report.databases:
         role = facts.role.role.value if facts.reachable else "unreachable"
         mine = [c for c in report.checks if c.database == facts.name]
-        worst = max((c.verdict for c in mine), default=health.Verdict.OK)
+        worst = max((c.verdict for c in mine), default=Verdict.OK)
         lines.append(f"{facts.name}: {role}, schema {facts.schema_version} [{MARK[worst]}]")
         for check in mine:
             if check.ok and not verbose:
@@ -74,7 +77,7 @@ def render_status(report: health.Report, *, verbose: bool) -> str:
 @click.option(
     "--wal-threshold",
     type=int,
-    default=health.DEFAULT_WAL_THRESHOLD,
+    default=DEFAULT_WAL_THRESHOLD,
     show_default=True,
     help="Bytes of WAL an inactive slot may hold before it is reported.",
 )
@@ -92,9 +95,7 @@ def status(
     Defaults to the topology file's databases. Exit 0 healthy, 1 degraded, 2 broken.
     """
     conninfos, topo = _targets(dsns, config)
-    report = health.status(
-        conninfos, wal_threshold=wal_threshold, topology=_listed(conninfos, topo)
-    )
+    report = run_status(conninfos, wal_threshold=wal_threshold, topology=_listed(conninfos, topo))
     if as_json or fmt == "json":
         _output.emit_json(report.as_dict())
     elif fmt == "prometheus":
@@ -115,7 +116,7 @@ def status(
     " is gone); never deletes data.",
 )
 @_options.json_flag
-@click.option("--wal-threshold", type=int, default=health.DEFAULT_WAL_THRESHOLD, show_default=True)
+@click.option("--wal-threshold", type=int, default=DEFAULT_WAL_THRESHOLD, show_default=True)
 def doctor(
     dsns: tuple[str, ...], config: Path | None, do_fix: bool, as_json: bool, wal_threshold: int
 ) -> int:
@@ -128,7 +129,7 @@ def doctor(
     conninfos, topo = _targets(dsns, config)
     listed = _listed(conninfos, topo)
 
-    def diagnose() -> health.Report:
+    def diagnose() -> Report:
         return doctor_mod.diagnose(
             conninfos, source=topo.source, wal_threshold=wal_threshold, topology=listed
         )

@@ -1,0 +1,106 @@
+"""``verify``: the seed's "Test Replication" section as one command.
+
+LISTEN on the target, insert a probe message on the source (channel ``agentchat-verify``,
+addressed to nobody), and measure: did it arrive on the target (ms), did the target's listener
+get its NOTIFY (ms), how many embedding rows does the probe have there (0 or 1, never 2). The
+probe is deleted afterwards on the source, and the deletion replicates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+
+from agentchat import _db, errors
+from agentchat.sql import queries
+
+
+@dataclass
+class VerifyResult:
+    source: str
+    target: str
+    probe_id: int | None = None
+    arrived: bool = False
+    notified: bool = False
+    arrival_ms: float | None = None
+    notify_ms: float | None = None
+    embedding_rows: int = 0
+    cleaned_up: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.arrived and self.notified and self.embedding_rows <= 1 and not self.error
+
+    def as_dict(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self), "ok": self.ok}
+
+
+def verify(source_dsn: str, target_dsn: str, *, timeout: float = 10.0) -> VerifyResult:
+    """Send a probe through the replication from *source_dsn* to *target_dsn* and time it."""
+    source_info, target_info = _db.make_conninfo(source_dsn), _db.make_conninfo(target_dsn)
+    result = VerifyResult(_db.describe(source_info), _db.describe(target_info))
+    try:
+        with _db.connection(target_info) as target, _db.connection(source_info) as source:
+            _probe(source, target, result, timeout)
+    except psycopg.Error as exc:
+        result.error = _db.translate(exc).message
+    except errors.AgentchatError as exc:
+        result.error = exc.message
+    return result
+
+
+def _probe(
+    source: _db.Connection, target: _db.Connection, result: VerifyResult, timeout: float
+) -> None:
+    target.execute(queries["listen"])
+    start = time.perf_counter()
+    [(probe_id,)] = source.execute(
+        queries["insert_probe"], (f"agentchat verify probe {uuid.uuid4()}",)
+    ).fetchall()
+    result.probe_id = int(probe_id)
+    deadline = start + timeout
+    try:
+        while time.perf_counter() < deadline and not (result.arrived and result.notified):
+            for note in target.notifies(timeout=0.005, stop_after=1):
+                if _payload_id(note.payload) == result.probe_id and not result.notified:
+                    result.notified = True
+                    result.notify_ms = round((time.perf_counter() - start) * 1000, 2)
+            if not result.arrived:
+                row = target.execute(queries["probe_arrived"], (probe_id, probe_id)).fetchone()
+                if row and row[0]:
+                    result.arrived = True
+                    result.arrival_ms = round((time.perf_counter() - start) * 1000, 2)
+                    result.embedding_rows = int(row[1])
+        if result.arrived:  # the queue row travels in the same transaction; count it again
+            row = target.execute(queries["probe_arrived"], (probe_id, probe_id)).fetchone()
+            result.embedding_rows = int(row[1]) if row else 0
+    finally:
+        target.execute("UNLISTEN agent_chat")
+        with source.transaction():  # messages are immutable outside maintenance (schema 5)
+            source.execute(queries["allow_maintenance"])
+            source.execute(queries["delete_probe"], (probe_id, probe_id))
+        result.cleaned_up = _wait_gone(target, result.probe_id, timeout) if result.arrived else True
+
+
+def _wait_gone(target: _db.Connection, probe_id: int, timeout: float) -> bool:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        row = target.execute(queries["probe_arrived"], (probe_id, probe_id)).fetchone()
+        if row and not row[0] and not row[1]:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _payload_id(payload: str) -> int | None:
+    try:
+        value = json.loads(payload).get("id")
+    except (ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) else None
