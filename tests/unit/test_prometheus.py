@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentchat import health, policy
-from agentchat.cli._prometheus import render
+from agentchat import policy
+from agentchat.cli._prometheus import _HELP, render
 from agentchat.embeddings.mode import EmbeddingMode
-from agentchat.health import (
-    Check,
-    DatabaseFacts,
-    EmbeddingFacts,
-    Report,
-    SlotFacts,
-    SubscriptionFacts,
-    Verdict,
-)
+from agentchat.ops.facts import DatabaseFacts, EmbeddingFacts, SlotFacts, SubscriptionFacts
+from agentchat.ops.judge import Check, Verdict
+from agentchat.ops.report import Report
 
 REPLICA = "host=/tmp/s port=5432 dbname=graybeard_memory user=postgres"
 SOURCE = "host=db1 port=5433 dbname=nova_memory user=postgres"
@@ -100,4 +95,101 @@ def test_every_figure_with_its_labels_and_types() -> None:
 
 
 def test_a_healthy_empty_report_renders_nothing_but_valid_text() -> None:
-    assert render(health.Report([], [])) == "\n"
+    assert render(Report([], [])) == "\n"
+
+
+def one_database(**changes: object) -> DatabaseFacts:
+    base: dict[str, object] = {"conninfo": SOURCE, "name": "nova", "schema_version": 5}
+    base.update(changes)
+    return DatabaseFacts(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("conninfo", "resolved", "labels"),
+    [
+        # the connection as it was really made wins over the DSN given
+        ("dbname=nova_memory", SOURCE, {"database": "nova_memory", "server": "db1:5433"}),
+        ("host=db1 port=5433 dbname=nova_memory", None,
+         {"database": "nova_memory", "server": "db1:5433"}),
+        # no host: libpq's default socket, no port: empty
+        ("dbname=nova_memory", None, {"database": "nova_memory", "server": "local:"}),
+        ("host=db1", None, {"database": "", "server": "db1:"}),
+    ],
+)  # fmt: skip
+def test_database_and_server_labels(
+    conninfo: str, resolved: str | None, labels: dict[str, str]
+) -> None:
+    text = render(Report([one_database(conninfo=conninfo, resolved=resolved)], []))
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == "agentchat_up"]
+    assert [s.labels for s in family.samples] == [labels]
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "value"),
+    [
+        ([], 0),
+        ([Verdict.OK], 0),
+        ([Verdict.DEGRADED, Verdict.OK], 1),
+        ([Verdict.OK, Verdict.BROKEN, Verdict.DEGRADED], 2),
+    ],
+)
+def test_verdict_is_the_worst_check_of_that_database(verdicts: list[Verdict], value: int) -> None:
+    checks = [Check("nova", f"c{i}", v, "x") for i, v in enumerate(verdicts)]
+    checks.append(Check("elsewhere", "reachable", Verdict.BROKEN, "x"))  # not this database's
+    text = render(Report([one_database()], checks))
+    assert f'agentchat_verdict{{database="nova_memory",server="db1:5433"}} {value}\n' in text
+
+
+@pytest.mark.parametrize(
+    ("facts", "present", "absent"),
+    [
+        # an unreachable database: only up and verdict
+        (one_database(reachable=False), {"agentchat_up", "agentchat_verdict"},
+         {"agentchat_schema_version", "agentchat_trigger_ok"}),
+        # no subscription, slot or embeddings: no such family, not even its HELP line
+        (one_database(), {"agentchat_schema_version"},
+         {"agentchat_subscription_enabled", "agentchat_slot_active", "agentchat_embeddings_rows"}),
+        # a subscription that never heard from its source has no timestamp
+        (one_database(subscriptions=[SubscriptionFacts("s", False, None, (), None, None, 0, 0,
+                                                        {})]),
+         {"agentchat_subscription_enabled", "agentchat_subscription_tables"},
+         {"agentchat_subscription_last_message_timestamp_seconds"}),
+    ],
+)  # fmt: skip
+def test_which_families_appear(facts: DatabaseFacts, present: set[str], absent: set[str]) -> None:
+    text = render(Report([facts], []))
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert present <= names
+    assert not absent & names
+    for name in absent:
+        assert f"# HELP {name} " not in text
+
+
+def test_values_are_integers_unless_they_have_a_fraction() -> None:
+    heard = datetime(2026, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)
+    facts = one_database(
+        subscriptions=[SubscriptionFacts("s", True, "s", (), 7, heard, 3, 0, {"agent_chat": "r"})],
+        slots=[SlotFacts("s", True, "reserved", None, None)],
+    )
+    text = render(Report([facts], []))
+    assert 'agentchat_subscription_apply_errors_total{database="nova_memory",' in text
+    assert ',subscription="s"} 3\n' in text
+    assert f',subscription="s"}} {heard.timestamp()!r}\n' in text
+    assert ',slot="s"} 0\n' in text  # retained and lag unknown: 0
+    assert "3.0" not in text
+
+
+def test_families_come_in_the_documented_order_each_with_help_then_type() -> None:
+    lines = render(report()).splitlines()
+    helps = [i for i, line in enumerate(lines) if line.startswith("# HELP ")]
+    names = [lines[i].split()[2] for i in helps]
+    assert names[:3] == ["agentchat_up", "agentchat_verdict", "agentchat_schema_version"]
+    assert names == sorted(names, key=list(_HELP).index)
+    for i, name in zip(helps, names, strict=True):
+        assert lines[i + 1] == f"# TYPE {name} {_HELP[name][0]}"
+        assert lines[i + 2].startswith(name + "{")
+
+
+def test_label_values_are_escaped() -> None:
+    text = render(report())
+    assert 'subscription="odd \\"name\\"\\\\"' in text
