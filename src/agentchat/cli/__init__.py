@@ -8,6 +8,7 @@ the user unless AGENTCHAT_DEBUG=1.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import sys
@@ -16,30 +17,79 @@ import click
 
 from agentchat import __version__, errors
 from agentchat.cli import _output
-from agentchat.cli.agents import listen, prune, send
-from agentchat.cli.demo import demo
-from agentchat.cli.embeddings import embed_worker, search_command
-from agentchat.cli.install import install, triggers
-from agentchat.cli.ops import doctor, status, upgrade, verify
-from agentchat.cli.replicate import replicate
-from agentchat.cli.server import server
-from agentchat.cli.soak import soak
+
+#: every command, by task: (name, "module:attribute", its line in ``agentchat --help``). A
+#: command's module is imported only when the command runs: ``agentchat --help`` imports none
+#: (tests/unit/test_cli_help.py checks that every row names a command of that name)
+SECTIONS: dict[str, list[tuple[str, str, str]]] = {
+    "Set-up": [
+        ("server", "server:server", "A private PostgreSQL (16 or 18, pgvector, logical WAL)."),
+        ("install", "install:install", "Install agentchat into a database, triggers by its role."),
+        ("triggers", "install:triggers", "agent_chat's triggers: their modes, right for the role?"),
+        ("upgrade", "ops:upgrade", "Pending migrations across the topology, replicas first."),
+        (
+            "replicate",
+            "replicate:replicate",
+            "Replicate agent_chat from a source to agent databases.",
+        ),
+    ],
+    "Operations": [
+        ("status", "ops:status", "Roles, triggers, subscriptions and slots, judged."),
+        ("doctor", "ops:doctor", "Each problem's cause and fix; --fix repairs the safe ones."),
+        ("verify", "ops:verify", "A probe message through replication, its arrival timed."),
+        ("prune", "agents:prune", "Delete old messages at the source; deletions replicate."),
+        ("soak", "soak:soak", "Agents under load while things break."),
+    ],
+    "Agents": [
+        ("send", "agents:send", "Post a message as agent --as."),
+        ("listen", "agents:listen", "Deliver every message addressed to agent --as, in order."),
+    ],
+    "Embeddings": [
+        ("embed-worker", "embeddings:embed_worker", "Embed queued messages, woken by NOTIFY."),
+        ("search", "embeddings:search_command", "The messages most similar in meaning to QUERY."),
+    ],
+    "Demo": [
+        ("demo", "demo:demo", "Three agents, three databases, talking through replication."),
+    ],
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class TaskGroup(click.Group):
+    """A group whose commands are imported when used, listed in ``--help`` by task."""
+
+    def __init__(self, *args: object, sections: dict[str, list[tuple[str, str, str]]],
+                 **kwargs: object) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sections = sections
+        self._where = {name: where for rows in sections.values() for name, where, _ in rows}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self._where, *(n for n in super().list_commands(ctx) if n not in self._where)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = self._where.get(cmd_name)
+        if where is None or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = where.split(":")
+        command = getattr(importlib.import_module(f"agentchat.cli.{module}"), attribute)
+        if not isinstance(command, click.Command):  # pragma: no cover - a wrong table row
+            raise TypeError(f"agentchat.cli.{module}.{attribute} is not a click command")
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        width = max(len(name) for name in self._where)  # one column across the sections
+        for title, rows in self.sections.items():
+            with formatter.section(title):
+                formatter.write_dl([(name.ljust(width), text) for name, _, text in rows])
+
+
+@click.group(
+    cls=TaskGroup, sections=SECTIONS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="agentchat")
 def cli() -> None:
     """Agents talking through PostgreSQL: install, replicate, verify, send, listen."""
-
-
-cli.add_command(install)
-cli.add_command(triggers)
-cli.add_command(server)
-cli.add_command(replicate)
-for command in (status, doctor, verify, upgrade, send, listen, prune, embed_worker, search_command):
-    cli.add_command(command)
-cli.add_command(demo)
-cli.add_command(soak)
 
 
 def main(argv: list[str] | None = None) -> int:

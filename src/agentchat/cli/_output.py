@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import click
-from rich.console import Console
 
 PROG = "agentchat"
 
@@ -59,6 +58,8 @@ def progress(quiet: bool = False) -> Iterator[Callable[[str, str], None]]:
     if quiet or not sys.stderr.isatty():
         yield lambda step, detail: None
         return
+    from rich.console import Console  # only here: rich costs ~0.1 s to import
+
     console = Console(stderr=True)
     with console.status("starting") as status:
 

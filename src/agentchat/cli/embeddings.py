@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import sys
 import time
+from typing import Any
 
 import click
 
@@ -13,8 +16,37 @@ from agentchat.embeddings import Embedder, Worker, WorkerStats, make_embedder, s
 from agentchat.embeddings.embedders import DEFAULT_KEY_ENV, EMBEDDERS
 
 
+@dataclasses.dataclass(frozen=True)
+class EmbedderChoice:
+    """The embedder a command line names (``--embedder``, ``--base-url``, ``--model``,
+    ``--api-key-env``, ``--embed-timeout``), built when the command needs it."""
+
+    kind: str = "local"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str = DEFAULT_KEY_ENV
+    timeout: float = 30.0
+
+    def build(self) -> Embedder:
+        return make_embedder(
+            self.kind, base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
+            timeout=self.timeout,
+        )  # fmt: skip
+
+
 def embedder_options(func: _options.F) -> _options.F:
-    """``--embedder``, ``--base-url``, ``--model``, ``--api-key-env``, ``--embed-timeout``."""
+    """The embedder's options, defined once: the command gets one ``embedder`` parameter, an
+    :class:`EmbedderChoice` (``embedder.build()`` makes the embedder)."""
+
+    @functools.wraps(func)
+    def command(
+        *args: object, embedder: str, base_url: str | None, model: str | None,
+        api_key_env: str, embed_timeout: float, **kwargs: object,
+    ) -> object:  # fmt: skip
+        choice = EmbedderChoice(embedder, base_url, model, api_key_env, embed_timeout)
+        return func(*args, embedder=choice, **kwargs)
+
+    decorated: Any = command
     for option in reversed(
         [
             click.option(
@@ -34,16 +66,8 @@ def embedder_options(func: _options.F) -> _options.F:
             ),
         ]
     ):  # fmt: skip
-        func = option(func)
-    return func
-
-
-def _embedder(
-    embedder: str, base_url: str | None, model: str | None, api_key_env: str, timeout: float
-) -> Embedder:
-    return make_embedder(
-        embedder, base_url=base_url, model=model, api_key_env=api_key_env, timeout=timeout
-    )
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]
 
 
 class _Progress:
@@ -95,11 +119,7 @@ class _Progress:
 def embed_worker(
     dsn: str | None,
     database: str | None,
-    embedder: str,
-    base_url: str | None,
-    model: str | None,
-    api_key_env: str,
-    embed_timeout: float,
+    embedder: EmbedderChoice,
     once: bool,
     batch_size: int,
     concurrency: int,
@@ -117,7 +137,7 @@ def embed_worker(
     progress = _Progress(quiet or fmt == "json")
     worker = Worker(
         _db.make_conninfo(dsn, dbname=database),
-        _embedder(embedder, base_url, model, api_key_env, embed_timeout),
+        embedder.build(),
         batch_size=batch_size, concurrency=concurrency, poll_interval=poll_interval,
         retry_base=retry_base, progress=progress,
     )  # fmt: skip
@@ -153,11 +173,7 @@ def embed_worker(
 def search_command(
     dsn: str | None,
     database: str | None,
-    embedder: str,
-    base_url: str | None,
-    model: str | None,
-    api_key_env: str,
-    embed_timeout: float,
+    embedder: EmbedderChoice,
     limit: int,
     channel: str | None,
     fmt: str,
@@ -170,7 +186,7 @@ def search_command(
     """
     hits = search(
         _db.make_conninfo(dsn, dbname=database), query,
-        _embedder(embedder, base_url, model, api_key_env, embed_timeout),
+        embedder.build(),
         limit=limit, channel=channel,
     )  # fmt: skip
     _output.emit(

