@@ -6,24 +6,26 @@
     report.subscription_changes  # on a replica: disable_on_error switched off, re-enabled
 
 A second run changes nothing. If the installer created the database and a later step fails, it
-drops the database again, so a failed install leaves nothing half-made.
+drops the database again, so a failed install leaves nothing half-made. :func:`install_into`
+does the same on a connection the caller has open (``replicate add`` installs its target so).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agentchat import _db, errors, policy, schema
-from agentchat.embeddings.mode import SETTING as EMBED_REPLICATED_SETTING
+from agentchat import _db, errors, policy, schema, settings
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.sql import Migration, load_migrations, queries
+
+#: SQLSTATEs the installer decides on: insufficient_privilege, duplicate_database
+_NOT_ALLOWED, _DUPLICATE_DATABASE = "42501", "42P04"
 
 
 @dataclass
@@ -108,14 +110,14 @@ def install(
 
     try:
         conn = _db.connect(conninfo)
-    except errors.DatabaseMissing:
+    except errors.DatabaseMissing as exc:
         if not create:
             raise errors.DatabaseMissing(
                 f'database "{name}" does not exist', fix="drop --no-create to create it"
-            ) from None
+            ) from exc
         if dry_run:
             return _dry_run_fresh(report)
-        report.created = _create_database(conninfo, name)
+        report.created = create_database(conninfo, name)
         conn = _db.connect(conninfo)
 
     try:
@@ -129,6 +131,23 @@ def install(
     return report
 
 
+def install_into(
+    conn: _db.Connection,
+    *,
+    dry_run: bool = False,
+    dimension: int | None = None,
+    embed_replicated: bool | None = None,
+    migrations: Sequence[Migration] | None = None,
+) -> InstallReport:
+    """:func:`install` on a connection that is open already (autocommit, to an existing
+    database): migrations, trigger policy, a replica's settings. The connection stays open."""
+    if dimension is not None:
+        schema.validate_dimension(dimension)
+    report = InstallReport(database=conn.info.dbname, dry_run=dry_run)
+    _install_into(conn, report, dimension, migrations, embed_replicated)
+    return report
+
+
 def _install_into(
     conn: _db.Connection,
     report: InstallReport,
@@ -136,7 +155,7 @@ def _install_into(
     migrations: Sequence[Migration] | None = None,
     embed_replicated: bool | None = None,
 ) -> None:
-    try:
+    with _db.wrap_errors():
         if embed_replicated and not policy.read_role(conn).is_subscriber:
             raise errors.InvalidInput(
                 f"{report.database!r} is not a replica (no agent_chat subscription):"
@@ -188,8 +207,6 @@ def _install_into(
                 _record_source(conn, report.facts)
                 _set_embed_replicated(conn, embed_replicated)
             report.embedding_mode = embedding_mode(conn, report.facts)
-    except psycopg.Error as exc:
-        raise _db.translate(exc) from None
 
 
 def subscription_repairs(conn: _db.Connection) -> list[tuple[str, sql.Composed]]:
@@ -207,12 +224,12 @@ def subscription_repairs(conn: _db.Connection) -> list[tuple[str, sql.Composed]]
         if disable_on_error:
             todo.append((
                 f"subscription {name}: disable_on_error true -> false (heals by itself)",
-                sql.SQL("ALTER SUBSCRIPTION {} SET (disable_on_error = false)").format(ident),
+                queries.compose("subscription_retries_errors", subscription=ident),
             ))  # fmt: skip
         if not enabled:
             todo.append((
                 f"subscription {name}: was disabled, enabled again",
-                sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(ident),
+                queries.compose("enable_subscription", subscription=ident),
             ))  # fmt: skip
     return todo
 
@@ -223,10 +240,13 @@ def heal_subscriptions(conn: _db.Connection, warnings: list[str] | None = None) 
     done = []
     for what, statement in subscription_repairs(conn):
         try:
-            conn.execute(statement)
-        except psycopg.errors.InsufficientPrivilege as exc:
+            with _db.wrap_errors():
+                conn.execute(statement)
+        except errors.DatabaseError as exc:
+            if exc.sqlstate != _NOT_ALLOWED:
+                raise
             if warnings is not None:
-                warnings.append(f"could not change {what.split(':')[0]}: {exc.diag.message_primary}"
+                warnings.append(f"could not change {what.split(':')[0]}: {exc.message}"
                                 " (run agentchat install as a superuser)")  # fmt: skip
             continue
         done.append(what)
@@ -246,28 +266,30 @@ def _record_source(conn: _db.Connection, facts: policy.RoleFacts) -> None:
             described = _db.describe(conninfo)
             where = _source_location(conninfo)
         described = described or "(see pg_subscription)"
-    for key, value in (("replica_of", described), ("source_conninfo", where)):
-        row = conn.execute(queries["setting_get"], (key,)).fetchone()
-        if (row[0] if row else None) == value:
+    for key, value in ((settings.REPLICA_OF, described), (settings.SOURCE_CONNINFO, where)):
+        if settings.get(conn, key) == value:
             continue
         if value is None:
-            conn.execute(queries["setting_delete"], (key,))
+            settings.delete(conn, key)
         else:
-            conn.execute(queries["setting_put"], (key, value))
+            settings.put(conn, key, value)
 
 
 def _set_embed_replicated(conn: _db.Connection, wanted: bool | None) -> None:
     if wanted is True:
-        conn.execute(queries["setting_put"], (EMBED_REPLICATED_SETTING, "on"))
+        settings.put(conn, settings.EMBED_REPLICATED, "on")
     elif wanted is False:
-        conn.execute(queries["setting_delete"], (EMBED_REPLICATED_SETTING,))
+        settings.delete(conn, settings.EMBED_REPLICATED)
 
 
 def _subscription_conninfo(conn: _db.Connection, subscription: str) -> str | None:
     """The subscription's conninfo (readable by superusers only; None otherwise)."""
     try:
-        row = conn.execute(queries["subscription_conninfo"], (subscription,)).fetchone()
-    except psycopg.errors.InsufficientPrivilege:
+        with _db.wrap_errors():
+            row = conn.execute(queries["subscription_conninfo"], (subscription,)).fetchone()
+    except errors.DatabaseError as exc:
+        if exc.sqlstate != _NOT_ALLOWED:
+            raise
         conn.rollback()
         return None
     return str(row[0]) if row and row[0] else None
@@ -316,9 +338,19 @@ def _maintenance_connect(conninfo: str) -> _db.Connection:
     raise last
 
 
-def _create_database(conninfo: str, name: str) -> bool:
-    """CREATE DATABASE through a maintenance database; False if someone else just created it."""
-    with _maintenance_connect(conninfo) as admin:
+@contextlib.contextmanager
+def maintenance_connection(conninfo: str) -> Iterator[_db.Connection]:
+    """A connection to the server of *conninfo* through a maintenance database (``postgres``,
+    else ``template1``), for a database that does not exist yet; errors translated."""
+    with _maintenance_connect(conninfo) as admin, _db.wrap_errors(conninfo):
+        yield admin
+
+
+def create_database(conninfo: str, name: str | None = None) -> bool:
+    """CREATE DATABASE (*name*, by default the database of *conninfo*) through a maintenance
+    database; False if someone else just created it."""
+    name = name or _db.target_dbname(conninfo) or ""
+    with maintenance_connection(conninfo) as admin:
         _, _, vector_available = _server_facts(admin)
         if not vector_available:
             raise errors.ExtensionMissing(
@@ -326,21 +358,19 @@ def _create_database(conninfo: str, name: str) -> bool:
                 fix="install pgvector on the server, or use `agentchat server start`",
             )
         try:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.errors.DuplicateDatabase:
-            return False
-        except psycopg.Error as exc:
-            raise _db.translate(exc) from None
+            with _db.wrap_errors():
+                admin.execute(queries.compose("create_database", database=sql.Identifier(name)))
+        except errors.DatabaseError as exc:
+            if exc.sqlstate == _DUPLICATE_DATABASE:
+                return False
+            raise
     return True
 
 
 def drop_database(conninfo: str, name: str) -> None:
     """Drop a database this package created, after a later step failed (best effort)."""
-    with (
-        contextlib.suppress(errors.AgentchatError, psycopg.Error),
-        _maintenance_connect(conninfo) as admin,
-    ):
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+    with contextlib.suppress(errors.AgentchatError), maintenance_connection(conninfo) as admin:
+        admin.execute(queries.compose("drop_database", database=sql.Identifier(name)))
 
 
 def repair_policy(dsn: str) -> list[policy.TriggerChange]:

@@ -56,6 +56,11 @@ class Mode(enum.Enum):
             Mode.DISABLED: "DISABLE",
         }[self]
 
+    @property
+    def query(self) -> str:
+        """The named block (``sql/queries.sql``) that sets this mode on one trigger."""
+        return f"trigger_mode_{self.name.lower()}"
+
 
 class Role(enum.Enum):
     """What a database is in the replication topology, as its catalogs say."""
@@ -206,9 +211,8 @@ def trigger_report(conn: Connection, facts: RoleFacts | None = None) -> list[Tri
 
 
 def alter_statement(trigger: str, mode: Mode) -> sql.Composed:
-    return sql.SQL("ALTER TABLE public.agent_chat {} TRIGGER {}").format(
-        sql.SQL(mode.clause), sql.Identifier(trigger)
-    )
+    """``ALTER TABLE public.agent_chat <mode clause> TRIGGER <trigger>``, from its named block."""
+    return queries.compose(mode.query, trigger=sql.Identifier(trigger))
 
 
 def planned_changes(conn: Connection, facts: RoleFacts) -> list[TriggerChange]:

@@ -1,8 +1,13 @@
 """SQL shipped with agentchat: named queries and ordered migrations, loaded from .sql files.
 
 ``queries["trigger_status"]`` is the text of the block headed ``-- name: trigger_status`` in
-one of the package's ``.sql`` files (names are unique across files). Migrations are the files
-``migrations/NNNN_name.sql``, applied in order.
+one of the package's ``.sql`` files (names are unique across files). A block may hold
+``{placeholder}`` fields for names and values known only at run time; :meth:`Queries.compose` fills
+them, each with a :class:`psycopg.sql.Identifier` or :class:`~psycopg.sql.Literal`::
+
+    conn.execute(queries.compose("drop_subscription", subscription=sql.Identifier(name)))
+
+Migrations are the files ``migrations/NNNN_name.sql``, applied in order.
 """
 
 from __future__ import annotations
@@ -31,8 +36,39 @@ def parse_queries(text: str) -> dict[str, sql.SQL]:
     return found
 
 
-def _load_queries() -> dict[str, sql.SQL]:
-    found: dict[str, sql.SQL] = {}
+_PLACEHOLDER = re.compile(r"(?<!\{)\{(\w+)\}(?!\})")
+
+
+def statement_text(block: str) -> str:
+    """A block's statement alone: its leading comment lines and trailing ``;`` removed."""
+    lines = block.strip().splitlines()
+    while lines and lines[0].lstrip().startswith("--"):
+        lines.pop(0)
+    return "\n".join(lines).strip().removesuffix(";").rstrip()
+
+
+def placeholders(block: str) -> set[str]:
+    """The ``{name}`` placeholders of a block."""
+    return set(_PLACEHOLDER.findall(block))
+
+
+class Queries(dict[str, sql.SQL]):
+    """``{name: SQL}`` of every named block, and :meth:`compose` for blocks with placeholders."""
+
+    def compose(self, name: str, **values: sql.Composable) -> sql.Composed:
+        """The statement of block *name* (no comments, no trailing ``;``, so it can be shown as
+        it runs) with every ``{placeholder}`` filled; a missing or unknown one is an error."""
+        text = statement_text(self[name].as_string(None))
+        wanted = placeholders(text)
+        if wanted != set(values):
+            missing, unknown = sorted(wanted - set(values)), sorted(set(values) - wanted)
+            raise KeyError(f"query {name!r}: missing {missing}, unknown {unknown}")
+        # the template is shipped text; only the Identifier/Literal values vary
+        return sql.SQL(text).format(**values)
+
+
+def _load_queries() -> Queries:
+    found = Queries()
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".sql"):
             for name, query in parse_queries(entry.read_text(encoding="utf-8")).items():
@@ -43,7 +79,7 @@ def _load_queries() -> dict[str, sql.SQL]:
 
 
 #: every named query of every .sql file in this package (queries.sql, replication.sql, ...)
-queries: dict[str, sql.SQL] = _load_queries()
+queries: Queries = _load_queries()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 -- Named queries. Each block starts with "-- name: NAME" and a line saying what it is for.
--- Loaded once by agentchat.sql.queries; Python refers to them by name.
+-- Loaded once by agentchat.sql.queries; Python refers to them by name. A block with
+-- {placeholders} runs through queries.compose(name, placeholder=...), each filled with
+-- psycopg.sql.Identifier (names) or psycopg.sql.Literal (values).
 
 -- name: trigger_status
 -- The seed's "Check Trigger Status" query with the real catalog columns (nspname, relname, tgname).
@@ -108,3 +110,32 @@ WHERE s.subname = %s
 -- Lets this transaction delete messages (prune, verify's probe): agent_chat is otherwise
 -- immutable (schema version 5's trigger trg_immutable_agent_chat). Run it inside the transaction.
 SELECT pg_catalog.set_config('agentchat.maintenance', 'on', true);
+
+-- name: create_database
+-- The installer's new database (through a maintenance database).
+CREATE DATABASE {database};
+
+-- name: drop_database
+-- A database the installer (or replicate add) created, dropped again after a later step failed.
+DROP DATABASE IF EXISTS {database};
+
+-- name: trigger_mode_origin
+-- Set an agent_chat trigger to ORIGIN: it fires for local writes only.
+ALTER TABLE public.agent_chat ENABLE TRIGGER {trigger};
+
+-- name: trigger_mode_always
+-- Set an agent_chat trigger to ALWAYS: it fires for local and replicated rows.
+ALTER TABLE public.agent_chat ENABLE ALWAYS TRIGGER {trigger};
+
+-- name: trigger_mode_replica
+-- Set an agent_chat trigger to REPLICA: it fires for replicated rows only.
+ALTER TABLE public.agent_chat ENABLE REPLICA TRIGGER {trigger};
+
+-- name: trigger_mode_disabled
+-- Set an agent_chat trigger to DISABLED: it never fires.
+ALTER TABLE public.agent_chat DISABLE TRIGGER {trigger};
+
+-- name: backfill_migration_checksum
+-- Record the shipped checksum of an applied migration that was recorded without one.
+UPDATE public.agentchat_migrations SET checksum = %s
+WHERE version = %s AND coalesce(checksum, '') = '';

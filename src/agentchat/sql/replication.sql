@@ -1,4 +1,6 @@
--- Named queries for replication (preflight facts, publication, subscription, slots).
+-- Named queries for replication (preflight facts, publication, subscription, slots). A block
+-- with {placeholders} runs through queries.compose(name, placeholder=...), each filled with
+-- psycopg.sql.Identifier (names) or psycopg.sql.Literal (values).
 
 -- name: source_facts
 -- What preflight needs to know about the source.
@@ -120,3 +122,72 @@ SELECT pg_catalog.pg_advisory_lock(pg_catalog.hashtext('agentchat.replicate'));
 -- name: replicate_unlock
 -- Release replicate_lock.
 SELECT pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('agentchat.replicate'));
+
+-- name: drop_publication
+-- The publication's undo (only when this run created it).
+DROP PUBLICATION IF EXISTS {publication};
+
+-- name: create_subscription
+-- The subscription (disable_on_error = false: a lost connection is retried by the apply worker,
+-- so it heals by itself). In one cluster the slot exists already (create_slot false).
+CREATE SUBSCRIPTION {subscription} CONNECTION {conninfo} PUBLICATION {publication}
+    WITH (slot_name = {slot}, create_slot = {create_slot}, copy_data = {copy_data},
+          disable_on_error = false);
+
+-- name: disable_subscription
+-- First step of dropping a subscription without touching its slot.
+ALTER SUBSCRIPTION {subscription} DISABLE;
+
+-- name: detach_subscription_slot
+-- Second step: the subscription lets go of its slot (dropped on the source separately).
+ALTER SUBSCRIPTION {subscription} SET (slot_name = NONE);
+
+-- name: drop_subscription
+-- Last step: the subscription, now without a slot.
+DROP SUBSCRIPTION {subscription};
+
+-- name: enable_subscription
+-- A subscription found disabled is enabled again (install, doctor --fix).
+ALTER SUBSCRIPTION {subscription} ENABLE;
+
+-- name: subscription_retries_errors
+-- An older subscription switched to disable_on_error = false, so it heals by itself.
+ALTER SUBSCRIPTION {subscription} SET (disable_on_error = false);
+
+-- name: subscription_connection
+-- Point a subscription at another connection (a role of its own); carries a password.
+ALTER SUBSCRIPTION {subscription} CONNECTION {conninfo};
+
+-- name: create_replication_role
+-- A subscription's own replication role on the source; carries a password.
+CREATE ROLE {role} LOGIN REPLICATION PASSWORD {password};
+
+-- name: set_role_password
+-- A new password for agentchat's own role of one subscription; carries a password.
+ALTER ROLE {role} PASSWORD {password};
+
+-- name: drop_owned_by
+-- The role's grants in this database, before the role itself.
+DROP OWNED BY {role};
+
+-- name: drop_replication_role
+-- A replication role this package made.
+DROP ROLE IF EXISTS {role};
+
+-- name: statement_logging
+-- The session's statement-logging settings, saved before statements that carry a password.
+SELECT pg_catalog.current_setting('log_statement'),
+       pg_catalog.current_setting('log_min_error_statement'),
+       pg_catalog.current_setting('log_min_duration_statement');
+
+-- name: statement_logging_off
+-- Keep the next statements out of the server log, even when they fail (superusers only).
+SELECT pg_catalog.set_config('log_statement', 'none', false),
+       pg_catalog.set_config('log_min_error_statement', 'panic', false),
+       pg_catalog.set_config('log_min_duration_statement', '-1', false);
+
+-- name: statement_logging_restore
+-- Put the saved statement-logging settings back.
+SELECT pg_catalog.set_config('log_statement', %s, false),
+       pg_catalog.set_config('log_min_error_statement', %s, false),
+       pg_catalog.set_config('log_min_duration_statement', %s, false);
