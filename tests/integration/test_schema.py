@@ -106,6 +106,28 @@ def test_failing_migration_rolls_back_whole(db: str) -> None:
         assert execute(db, "SELECT to_regclass('public.half_made')") == [(None,)]
 
 
+def test_a_tampered_checksum_is_refused_with_its_fix(installed: str) -> None:
+    """A database whose recorded migration is not the shipped file is not migrated further."""
+    execute(installed, "UPDATE agentchat_migrations SET checksum = 'abc' WHERE version = 2")
+    with pytest.raises(errors.MigrationError, match="0002_replication differs") as caught:
+        install.install(installed)
+    assert "agentchat_migrations" in (caught.value.fix or "")
+    with (
+        psycopg.connect(installed, autocommit=True) as conn,
+        pytest.raises(errors.MigrationError, match="built from other SQL"),
+    ):
+        schema.migrate(conn)
+
+
+def test_a_missing_checksum_is_backfilled_not_refused(installed: str) -> None:
+    execute(installed, "UPDATE agentchat_migrations SET checksum = '' WHERE version IN (1, 3)")
+    report = install.install(installed)
+    assert report.applied == []
+    shipped = {m.version: m.checksum for m in load_migrations()}
+    rows = execute(installed, "SELECT version, checksum FROM agentchat_migrations")
+    assert {row[0]: row[1] for row in rows} == shipped
+
+
 def test_dimension_fixed_at_install(db: str) -> None:
     install.install(db, dimension=768)
     with psycopg.connect(db) as conn:
