@@ -10,10 +10,10 @@ The public API is small:
 Every failure a user can cause raises a subclass of :class:`AgentchatError`.
 """
 
-from agentchat.agent import Agent
-from agentchat.aio import AsyncAgent
+from agentchat.agents.agent import Agent
+from agentchat.agents.aio import AsyncAgent
+from agentchat.agents.message import Message
 from agentchat.errors import AgentchatError
-from agentchat.messaging import Message
 
 __all__ = ["Agent", "AgentchatError", "AsyncAgent", "Message", "__version__"]
 __version__ = "0.1.0"

@@ -15,10 +15,13 @@ from typing import Any
 
 import click
 
-from agentchat import _db, errors, messaging, topology
-from agentchat.agent import Agent
+from agentchat import _db, errors, topology
+from agentchat.agents import message as messages
+from agentchat.agents import protocol
+from agentchat.agents import send as sending
+from agentchat.agents.agent import Agent
+from agentchat.agents.message import Message
 from agentchat.cli import _options, _output
-from agentchat.messaging import Message
 
 #: the longest --exec-timeout: a week (a longer wait overflows the operating system's timers)
 MAX_EXEC_TIMEOUT = 604_800.0
@@ -50,7 +53,7 @@ def _send_dsn(func: _options.F) -> _options.F:
 )  # fmt: skip
 @click.option("--channel", default="general", show_default=True, help="The channel.")
 @click.option(
-    "--reply-to", type=click.IntRange(min=1, max=messaging.MAX_ID), metavar="ID",
+    "--reply-to", type=click.IntRange(min=1, max=messages.MAX_ID), metavar="ID",
     help="Answer message ID.",
 )  # fmt: skip
 @_send_dsn
@@ -76,11 +79,11 @@ def send(
         try:
             message = sys.stdin.buffer.read().decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise errors.InvalidInput(f"standard input is not UTF-8 text ({exc.reason})") from None
+            raise errors.InvalidInput(f"standard input is not UTF-8 text ({exc.reason})") from exc
         if message.endswith("\n"):  # `echo hi | agentchat send`: the line, not its newline
             message = message[:-2] if message.endswith("\r\n") else message[:-1]
     names = [n for item in recipients for n in item.split(",") if n.strip()]
-    msg_id = messaging.send(
+    msg_id = sending.send(
         _db.make_conninfo(dsn, dbname=database), sender=sender, message=message, to=names,
         channel=channel, reply_to=reply_to, send_dsn=send_dsn,
     )  # fmt: skip
@@ -99,8 +102,8 @@ def _typed_text(value: str) -> str:
     except UnicodeEncodeError:
         try:
             return os.fsencode(value).decode("utf-8")
-        except UnicodeDecodeError:
-            raise errors.InvalidInput("the message argument is not UTF-8 text") from None
+        except UnicodeDecodeError as exc:
+            raise errors.InvalidInput("the message argument is not UTF-8 text") from exc
 
 
 def _utf8_stdout() -> bool:
@@ -193,11 +196,11 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 @click.option("--once", is_flag=True, help="Handle what is waiting, then exit.")
 @click.option("--count", type=click.IntRange(min=1), metavar="N", help="Exit after N messages.")
 @click.option(
-    "--idle-timeout", type=_Finite(min=0, max=messaging.MAX_IDLE_TIMEOUT), metavar="SECONDS",
+    "--idle-timeout", type=_Finite(min=0, max=protocol.MAX_IDLE_TIMEOUT), metavar="SECONDS",
     help="Exit after this long without a message.",
 )  # fmt: skip
 @click.option(
-    "--poll-interval", type=_Finite(min=0.01, max=messaging.MAX_POLL_INTERVAL), default=5.0,
+    "--poll-interval", type=_Finite(min=0.01, max=protocol.MAX_POLL_INTERVAL), default=5.0,
     show_default=True,
     metavar="SECONDS", help="Catch up by query at least this often (NOTIFY may be lost).",
 )  # fmt: skip
@@ -244,12 +247,12 @@ def listen(
 @_options.connection
 @_options.config
 @click.option(
-    "--older-than", type=_Finite(min=0, max=messaging.MAX_PRUNE_DAYS), required=True,
+    "--older-than", type=_Finite(min=0, max=sending.MAX_PRUNE_DAYS), required=True,
     metavar="DAYS",
     help="Delete messages older than this many days (fractions work).",
 )  # fmt: skip
 @click.option(
-    "--batch-size", type=click.IntRange(min=1, max=messaging.MAX_PRUNE_BATCH), default=5000,
+    "--batch-size", type=click.IntRange(min=1, max=sending.MAX_PRUNE_BATCH), default=5000,
     show_default=True,
     help="Messages deleted per transaction.",
 )  # fmt: skip
@@ -272,7 +275,7 @@ def prune(
     target = dsn
     if dsn is None and database is None:
         target = topology.load(config, required=config is not None).source
-    result = messaging.prune(
+    result = sending.prune(
         _db.make_conninfo(target, dbname=database), older_than=dt.timedelta(days=older_than),
         batch_size=batch_size, dry_run=dry_run,
     )  # fmt: skip

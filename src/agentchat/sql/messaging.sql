@@ -1,5 +1,5 @@
 -- Agents' queries: sending, finding and claiming an agent's messages, recording outcomes, pruning.
--- Loaded by agentchat.sql.queries; used by agentchat.messaging, agentchat.agent and agentchat.aio.
+-- Loaded by agentchat.sql.queries; used by agentchat.agents (send, agent, aio).
 
 -- name: send_message
 -- Post a message through the validating function; returns the new id.
@@ -52,10 +52,6 @@ SELECT c.id, c.channel, c.sender, c.mentions, c.reply_to, c.created_at, c.messag
 UPDATE public.agent_chat_processed
    SET status = %(status)s, error = %(error)s, updated_at = now()
  WHERE chat_id = %(id)s AND agent = %(agent)s;
-
--- name: source_conninfo
--- On a replica: the password-free connection to its source that the installer recorded.
-SELECT value FROM public.agentchat_settings WHERE key = 'source_conninfo';
 
 -- name: prune_cutoff
 -- The moment before which messages are old, by the server's clock.

@@ -1,0 +1,295 @@
+"""An agent: send messages, and handle every message addressed to it exactly once.
+
+    from agentchat import Agent
+
+    with Agent("graybeard", "dbname=graybeard_memory") as agent:
+        agent.send("hello, nova", to=["nova"])
+        for msg in agent.messages(idle_timeout=30):
+            msg.reply(f"got it: {msg.message}")
+
+    # or the handler style: a returned string is the reply; an exception is recorded as failed
+    Agent("graybeard", dsn).run(lambda msg: f"echo: {msg.message}")
+
+How delivery works (docs/agents.md has the whole story):
+
+1. LISTEN first, then catch up from the table: the messages addressed to the agent (its name or
+   ``*``, not its own) that have no mark in ``agent_chat_processed``, oldest first.
+2. Each message is claimed, handled and recorded in **one transaction**: the mark's insert, the
+   replies (when the agent's database is where it sends), and the outcome. A crash in between
+   rolls it all back and the message is delivered again: at least once to the handler, exactly
+   once recorded.
+3. Then wait for a NOTIFY that concerns the agent and claim the ids it names (the claim checks
+   the address again), and catch up in full at least every ``poll_interval`` seconds: a lost
+   notification costs at most one interval.
+4. A dropped connection is noticed (errors, TCP keepalives, a probe on quiet connections) and
+   re-opened with backoff; then it catches up again, so nothing is lost.
+
+Every decision lives in :mod:`agentchat.agents.protocol`, shared with
+:class:`agentchat.agents.aio.AsyncAgent`; this module holds the I/O only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Generator, Sequence
+from types import TracebackType
+from typing import Any, Unpack
+
+from agentchat import _db, errors
+from agentchat.agents.message import Message
+from agentchat.agents.protocol import (
+    BaseAgent,
+    DeliveryLoop,
+    SendOptions,
+    Wait,
+    check_limits,
+    is_transient,
+    redeliver,
+    reply_text,
+    unreadable_value,
+)
+from agentchat.agents.route import reraise
+from agentchat.agents.send import send_on, send_target
+from agentchat.sql import queries
+
+#: a handler's result: a string is posted as the reply, None means nothing to say
+Handler = Callable[[Message], "str | None"]
+
+
+class Agent(BaseAgent):
+    """An agent named *name* whose database is *dsn* (libpq URI or conninfo; PG* apply).
+
+    ``Agent(name, dsn=None, *, send_dsn=None, channel=None, poll_interval=5.0,
+    batch_size=100)``: *send_dsn*: where sends go. By default the agent's own database, or, when
+    that is a replica, its source as ``agentchat install`` recorded it. *channel*: only this
+    channel's messages. *poll_interval*: the longest a lost notification can delay a message.
+    """
+
+    _event = threading.Event
+    _stopping: threading.Event
+    _work: _db.Connection | None = None
+    _listen: _db.Connection | None = None
+    _sender: _db.Connection | None = None
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def send(self, message: str, **options: Unpack[SendOptions]) -> int:
+        """Post *message* from this agent (``to=[...]``, ``channel=``, ``reply_to=``:
+        :class:`~agentchat.agents.protocol.SendOptions`); return its id."""
+        return self._post(self._send_params(message, **options))
+
+    @property
+    def send_conninfo(self) -> str:
+        """Where this agent's messages go (resolved once: on connecting, or on first use)."""
+        return self._route.conninfo or self._route.settle(send_target(self.conninfo))
+
+    @property
+    def sends_locally(self) -> bool:
+        """True when sends go to the database the agent listens on (replies are then atomic
+        with the delivery's mark)."""
+        return self._route.is_local(self.send_conninfo)
+
+    def _send_connection(self) -> _db.Connection:
+        if self._sender is None or self._sender.closed:
+            self._sender = _db.connect(self.send_conninfo, long_lived=True)
+        return self._sender
+
+    def check_send_connection(self) -> None:
+        """Open the connection where this agent sends, if that is not its own database: a
+        :class:`agentchat.agents.protocol.SendFailed` naming it and the fix, now rather than at
+        the first reply."""
+        if self.sends_locally:
+            return
+        try:
+            self._send_connection()
+        except (errors.ConnectionFailed, errors.DatabaseMissing) as exc:
+            raise self._unreachable(exc) from exc
+
+    def _post(self, params: dict[str, Any]) -> int:
+        """Post on the send connection: a message, or a delivery's reply at a remote source
+        (outside the delivery's transaction; its reply_key makes a redelivery's second post
+        return the first one's id)."""
+        try:
+            return send_on(self._send_connection(), params)
+        except errors.DatabaseError as exc:
+            if not is_transient(exc):
+                reraise(exc, self.send_conninfo)
+            self._close_sender()  # reconnect next time; a send is never retried blindly
+            raise self._unreachable(exc) from exc
+
+    def _reply(self, work: _db.Connection, params: dict[str, Any]) -> int:
+        """A delivery's reply: in its transaction when sends are local, else posted there."""
+        if not self.sends_locally:
+            return self._post(params)
+        with _db.wrap_errors(self.conninfo), work.transaction():  # a savepoint: a failed
+            return send_on(work, params)  # reply leaves the mark usable
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def messages(
+        self, *, limit: int | None = None, idle_timeout: float | None = None
+    ) -> Generator[Message, None, None]:
+        """Every message addressed to this agent, oldest first, each exactly once.
+
+        A message is recorded as handled when the loop asks for the next one (or ends by
+        *limit* or *idle_timeout*): leaving the loop early with ``break`` or an exception rolls
+        the current message back, and it is delivered again next time. Call ``msg.reply()`` to
+        answer and ``msg.fail(error)`` to record a failure; both are part of the same record.
+        *limit*: stop after that many messages. *idle_timeout*: stop after that many seconds
+        without a message (0: just catch up), also while a connection is lost (then the error
+        is raised). Neither: run until :meth:`stop`. A row that is not a valid message is
+        recorded as ``failed`` (the error says why) and skipped, with a warning.
+        """
+        loop = self._loop(limit, idle_timeout)
+        self._connect()  # a wrong DSN fails here, at once; later failures are retried
+        while not self._stopping.is_set():
+            try:
+                work = self._connect()
+                ids = loop.plan()
+                if ids is None:
+                    ids = loop.found(self._pending(work))
+                for chat_id in ids:
+                    if self._stopping.is_set():
+                        return
+                    delivery = loop.delivery(chat_id, post=functools.partial(self._reply, work))
+                    with loop.claiming(), work.transaction():
+                        message = delivery.read(self._claim(work, chat_id))
+                        if message is not None:
+                            with loop.handing_over(delivery):
+                                yield message
+                        if delivery.claimed:
+                            work.execute(queries["agent_finish"], delivery.outcome())
+                    if loop.done(delivery):
+                        return
+                wait = loop.pause()
+                if wait is None:
+                    return
+                self._wait(wait, loop)
+            except Exception as exc:
+                gone = loop.lost(exc)  # raised again unless a connection was lost
+                if gone.own:
+                    self._disconnect()
+                if loop.closing:
+                    return
+                self._stopping.wait(loop.retry_in(gone))
+
+    def run(
+        self,
+        handler: Handler,
+        *,
+        limit: int | None = None,
+        idle_timeout: float | None = None,
+    ) -> int:
+        """Call *handler* for every message (as :meth:`messages` delivers them); return how many.
+
+        A returned string is posted as the reply (status ``responded``); None records
+        ``routed``; an exception records ``failed`` with the error, and the loop goes on. A lost
+        connection (from the handler's replies too) rolls the message back for redelivery.
+        Where replies go is settled first: a replica whose source is not recorded (and no
+        *send_dsn*) raises :class:`agentchat.errors.ConfigError` before any message is taken.
+        """
+        handled = 0
+        check_limits(limit, idle_timeout)
+        self._connect()
+        self.check_send_connection()  # a handler's reply must have somewhere to go
+        deliveries = self.messages(limit=limit, idle_timeout=idle_timeout)
+        try:
+            message = next(deliveries, None)
+            while message is not None:
+                try:
+                    text = reply_text(handler(message))
+                    if text is not None:
+                        message.reply(text)
+                except Exception as exc:
+                    if redeliver(self.name, message, exc):  # roll back, reconnect, again
+                        try:
+                            message = deliveries.throw(exc)
+                        except StopIteration:
+                            break
+                        continue
+                handled += 1
+                message = next(deliveries, None)
+        finally:
+            deliveries.close()
+        return handled
+
+    def stop(self) -> None:
+        """Make :meth:`messages` / :meth:`run` return after the current message (thread-safe)."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        """Close the agent's connections."""
+        self._disconnect()
+        self._close_sender()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _pending(self, work: _db.Connection) -> Sequence[Sequence[Any]]:
+        with _db.wrap_errors(self.conninfo):
+            return work.execute(queries["agent_pending"], self._filter()).fetchall()
+
+    def _claim(self, work: _db.Connection, chat_id: int) -> Sequence[Any] | Exception | None:
+        """Claim *chat_id* in the delivery's transaction: its row, None (not for this agent, or
+        handled already), or the error fetching it raised."""
+        cur = work.execute(queries["agent_claim"], self._claim_params(chat_id))
+        try:
+            with _db.wrap_errors(self.conninfo):
+                return cur.fetchone()
+        except errors.AgentchatError as exc:
+            return unreadable_value(exc)
+
+    def _connect(self) -> _db.Connection:
+        """The work connection, after (re)opening both connections and LISTENing if needed."""
+        if self._work is not None and not self._work.closed:
+            return self._work
+        self._disconnect()
+        listen = _db.connect(self.conninfo, long_lived=True)
+        try:
+            with _db.wrap_errors(self.conninfo):
+                listen.execute(queries["listen"])
+            self._work = _db.connect(self.conninfo, long_lived=True)
+        except BaseException:
+            listen.close()
+            raise
+        self._listen = listen
+        if self._route.conninfo is None:
+            with contextlib.suppress(errors.ConfigError):  # raised again when it sends
+                self._route.settle(send_target(self.conninfo, self._work))
+        return self._work
+
+    def _wait(self, wait: Wait, loop: DeliveryLoop) -> None:
+        """Until a notification concerns this agent, or *wait* is over (then probe the
+        quiet listener)."""
+        listen = self._listen
+        assert listen is not None
+        with _db.wrap_errors(self.conninfo):
+            for left in wait.slices(self._stopping):
+                if not left:
+                    listen.execute(queries["ping"])  # a dead listener must not go unnoticed
+                    return
+                notes = listen.notifies(timeout=left, stop_after=1)
+                if loop.note([note.payload for note in notes]):
+                    # take whatever else has arrived too, without waiting
+                    loop.note([note.payload for note in listen.notifies(timeout=0)])
+                    return
+
+    def _disconnect(self) -> None:
+        for conn in (self._listen, self._work):
+            if conn is not None:
+                conn.close()
+        self._listen = self._work = None
+
+    def _close_sender(self) -> None:
+        if self._sender is not None:
+            self._sender.close()
+        self._sender = None
