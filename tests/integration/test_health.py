@@ -325,6 +325,25 @@ def test_fix_says_when_an_enabled_subscription_stops_again(topo: Topo) -> None:
     assert check is not None and "crash-looping" in check.detail
 
 
+def test_fix_enables_a_subscription_whose_cause_is_gone(topo: Topo) -> None:
+    """Disabled by hand, no conflicting row: doctor offers to enable it, --fix does, and the
+    apply worker stays up."""
+    replica = topo.replicas[1]
+    [(sub,)] = execute(replica, OWN_SUBSCRIPTION)
+    execute(replica, f'ALTER SUBSCRIPTION "{sub}" DISABLE')
+    report = doctor.diagnose([replica], source=topo.source)
+    [stopped] = [c for c in report.checks if c.check == "subscription_enabled"]
+    assert stopped.verdict is Verdict.BROKEN and stopped.repair == "enable"
+    assert stopped.detail.endswith("; no conflicting row remains")
+    fixed = doctor.fix(report, [replica])
+    assert fixed == [
+        f"{stopped.database}: enabled subscription {sub} (its apply worker is running)"
+    ]
+    later = send(topo.source, "after the fix")
+    helpers.wait_for(lambda: arrived(replica, later), what="a message after the fix")
+    assert doctor.diagnose([replica], source=topo.source).verdict is Verdict.OK
+
+
 def test_status_compares_the_topology_file_with_the_source(topo: Topo, tmp_path: Path) -> None:
     """A replica the file does not list (a lost entry) is found by its slot; a listed one whose
     subscription is gone is broken."""

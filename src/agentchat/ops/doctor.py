@@ -87,6 +87,7 @@ class SourceLook:
     counts: RowCounts | None = None
 
 
+@_db.wrap_exceptions
 def diagnose(
     conninfos: Sequence[str],
     *,
@@ -138,7 +139,7 @@ def _subscription_conninfo(conninfo: str, subscription: str) -> str | None:
     try:
         with _db.connection(conninfo) as conn:
             row = conn.execute(queries["subscription_conninfo"], (subscription,)).fetchone()
-    except (errors.AgentchatError, psycopg.Error):
+    except errors.AgentchatError:  # _db.connection translated any driver error
         return None
     return str(row[0]) if row and row[0] else None
 
@@ -309,6 +310,7 @@ def explain_stopped(checks: Sequence[Check]) -> list[Check]:
 # -- repairs -----------------------------------------------------------------------------------
 
 
+@_db.wrap_exceptions
 def fix(report: Report, conninfos: Sequence[str], *, source: str | None = None) -> list[str]:
     """Repair what is safe: trigger modes (the installer's policy), disable_on_error, a
     subscription whose password the source refuses (*source*: a superuser DSN of the source,
@@ -330,9 +332,8 @@ def fix(report: Report, conninfos: Sequence[str], *, source: str | None = None) 
         if check.repair == "enable" and check.subject:
             conninfo = by_name[check.database].conninfo
             with _db.connection(conninfo) as conn:
-                conn.execute(
-                    sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(check.subject))
-                )
+                enable = sql.Identifier(check.subject)
+                conn.execute(queries.compose("enable_subscription", subscription=enable))
                 stayed = _stays_enabled(conn, check.subject)
             state = (
                 "its apply worker is running"

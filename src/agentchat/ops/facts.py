@@ -12,9 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import psycopg
-
-from agentchat import _db, errors, policy, schema
+from agentchat import _db, errors, policy, schema, settings
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.sql import queries
 
@@ -22,9 +20,8 @@ from agentchat.sql import queries
 HEALED_AFTER = 3.0
 #: seconds to watch for rows in flight before calling a replica's missing rows lost
 ROWS_SETTLE = 3.0
-#: the replica's agentchat_settings key: messages up to this id predate the subscription
-#: (added with --no-copy-data), so the replica is not expected to hold them
-HISTORY_FROM = "history_from"
+#: kept for compatibility: :data:`agentchat.settings.HISTORY_FROM`
+HISTORY_FROM = settings.HISTORY_FROM
 #: rows compared per round trip when a replica's messages are checked one by one
 FINGERPRINT_BATCH = 5000
 
@@ -198,10 +195,8 @@ def count_rows(rep: _db.Connection, src: _db.Connection) -> RowCounts:
     [(upto,)] = rep.execute(queries["chat_max_id"]).fetchall()
     if not upto:
         [(upto,)] = src.execute(queries["chat_max_id"]).fetchall()
-    history_from = 0
-    if schema.schema_version(rep) >= 2:
-        row = rep.execute(queries["setting_get"], (HISTORY_FROM,)).fetchone()
-        history_from = int(row[0]) if row and str(row[0]).isdigit() else 0
+    recorded = settings.get(rep, settings.HISTORY_FROM)  # None before schema version 2
+    history_from = int(recorded) if recorded and recorded.isdigit() else 0
     bounds = (history_from, int(upto))
     [(theirs,)] = src.execute(queries["chat_count_between"], bounds).fetchall()
     [(ours,)] = rep.execute(queries["chat_count_between"], bounds).fetchall()
@@ -275,10 +270,8 @@ def gather(conninfo: str, *, watch: bool = True) -> DatabaseFacts:
                 facts.embeddings = EmbeddingFacts(
                     mode, int(row[0]), int(row[1]), int(row[2]), tuple(row[3])
                 )
-    except errors.AgentchatError as exc:
+    except errors.AgentchatError as exc:  # _db.connection translated any driver error
         facts.reachable, facts.error = False, exc.message
-    except psycopg.Error as exc:
-        facts.reachable, facts.error = False, _db.translate(exc).message
     return facts
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import psycopg
-
 from agentchat import _db, errors
 from agentchat.ops.facts import DatabaseFacts, gather, settled_rows
 from agentchat.ops.judge import DEFAULT_WAL_THRESHOLD, Check, Verdict, judge, judge_topology
@@ -38,6 +36,7 @@ class Report:
         }
 
 
+@_db.wrap_exceptions
 def status(
     conninfos: Sequence[str],
     *,
@@ -71,5 +70,5 @@ def _compare_rows(all_facts: Sequence[DatabaseFacts], source: str) -> None:
             for facts in replicas:
                 with _db.connection(facts.conninfo) as rep:
                     facts.rows = settled_rows(rep, src)
-    except (errors.AgentchatError, psycopg.Error):
+    except errors.AgentchatError:  # _db.connection translated any driver error
         return  # an unreachable source is its own check

@@ -14,8 +14,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import psycopg
-
 from agentchat import _db, errors
 from agentchat.sql import queries
 
@@ -41,15 +39,14 @@ class VerifyResult:
         return {**dataclasses.asdict(self), "ok": self.ok}
 
 
+@_db.wrap_exceptions
 def verify(source_dsn: str, target_dsn: str, *, timeout: float = 10.0) -> VerifyResult:
     """Send a probe through the replication from *source_dsn* to *target_dsn* and time it."""
     source_info, target_info = _db.make_conninfo(source_dsn), _db.make_conninfo(target_dsn)
     result = VerifyResult(_db.describe(source_info), _db.describe(target_info))
-    try:
+    try:  # _db.connection is the driver-error boundary: only agentchat errors come out
         with _db.connection(target_info) as target, _db.connection(source_info) as source:
             _probe(source, target, result, timeout)
-    except psycopg.Error as exc:
-        result.error = _db.translate(exc).message
     except errors.AgentchatError as exc:
         result.error = exc.message
     return result
@@ -81,7 +78,7 @@ def _probe(
             row = target.execute(queries["probe_arrived"], (probe_id, probe_id)).fetchone()
             result.embedding_rows = int(row[1]) if row else 0
     finally:
-        target.execute("UNLISTEN agent_chat")
+        target.execute(queries["verify_unlisten"])
         with source.transaction():  # messages are immutable outside maintenance (schema 5)
             source.execute(queries["allow_maintenance"])
             source.execute(queries["delete_probe"], (probe_id, probe_id))

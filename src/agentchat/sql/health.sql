@@ -92,6 +92,10 @@ WITH e AS (DELETE FROM public.memory_embeddings
             WHERE source_type = 'agent_chat' AND source_id = %s)
 DELETE FROM public.agent_chat WHERE id = %s;
 
+-- name: verify_unlisten
+-- verify's target stops listening once the probe is in (its connection stays open for the cleanup).
+UNLISTEN agent_chat;
+
 -- name: chat_count_upto
 -- How many messages have an id up to a bound (to find messages that never reached a replica).
 SELECT count(*)::bigint FROM public.agent_chat WHERE id <= %s;
