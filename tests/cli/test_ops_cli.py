@@ -120,3 +120,45 @@ def test_verify_without_topology_is_a_usage_error() -> None:
     done = run_cli("verify")
     assert done.returncode == 2
     assert done.stderr.startswith("agentchat: error: give --source and --target")
+
+
+def test_databases_by_dsn_option_and_output_formats(hub, db: str, db2: str) -> None:
+    """--dsn (repeatable) names databases, as positional DSNs always have (they come first);
+    --format json is --json; doctor, verify and upgrade take --format too."""
+    install.install(db)
+    install.install(db2)
+    env = {"PGHOST": str(hub.socket_dir), "PGPORT": str(hub.port), "PGUSER": "postgres"}
+    first, second = helpers.dbname(db), helpers.dbname(db2)
+
+    def names(*args: str) -> list[str]:
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return [json.loads(done.stdout)["databases"][i]["database"] for i in range(2)]
+
+    by_option = names("status", "--dsn", db, "--dsn", second, "--format", "json")
+    assert f'database "{first}"' in by_option[0] and f'database "{second}"' in by_option[1]
+    assert names("status", second, "--dsn", db, "--json") == by_option[::-1]
+    assert names("doctor", "--dsn", first, "--dsn", db2, "--format", "json") == by_option
+
+    done = run_cli("doctor", "--dsn", db, "--json", env=env)
+    data = json.loads(done.stdout)
+    assert data["verdict"] == "ok" and data["fixed"] == []
+    text = run_cli("doctor", "--dsn", db, "--format", "text", env=env).stdout
+    assert text.splitlines()[-1] == "verdict: ok"
+
+    done = run_cli("status", "--dsn", db, "--format", "yaml", env=env)
+    assert done.returncode == 2 and "'yaml' is not one of 'text', 'json', 'prometheus'" in (
+        done.stderr
+    )
+    assert run_cli("doctor", "--format", "prometheus", env=env).returncode == 2
+
+
+def test_verify_and_upgrade_take_format(db: str, remote_db: str, tmp_path: Path) -> None:
+    make_topology(db, [remote_db], tmp_path / "agentchat.toml")
+    done = run_cli("verify", "--format", "json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    [result] = json.loads(done.stdout)
+    assert result["ok"] and result["cleaned_up"]
+    done = run_cli("upgrade", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert [r["schema_version"] for r in json.loads(done.stdout)] == [5, 5]

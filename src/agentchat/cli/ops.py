@@ -64,16 +64,11 @@ def render_status(report: Report, *, verbose: bool) -> str:
 
 
 @click.command()
-@click.argument("dsns", nargs=-1, metavar="[DSN]...")
+@_options.dsns(positional=True)
 @_options.config
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "prometheus"]),
-    default="text",
-    help="Output format (prometheus: for node_exporter's textfile collector).",
+@_options.output_format(
+    "prometheus", help="Output format (prometheus: for node_exporter's textfile collector)."
 )
-@_options.json_flag
 @click.option(
     "--wal-threshold",
     type=int,
@@ -86,27 +81,27 @@ def status(
     dsns: tuple[str, ...],
     config: Path | None,
     fmt: str,
-    as_json: bool,
     wal_threshold: int,
     verbose: bool,
 ) -> int:
     """Roles, trigger modes, subscriptions and slots of every database, judged.
 
-    Defaults to the topology file's databases. Exit 0 healthy, 1 degraded, 2 broken.
+    The databases: DSNs as arguments or --dsn, else the topology file's. Exit 0 healthy,
+    1 degraded, 2 broken.
     """
     conninfos, topo = _targets(dsns, config)
     report = run_status(conninfos, wal_threshold=wal_threshold, topology=_listed(conninfos, topo))
-    if as_json or fmt == "json":
-        _output.emit_json(report.as_dict())
-    elif fmt == "prometheus":
-        click.echo(render_prometheus(report), nl=False)
-    else:
-        click.echo(render_status(report, verbose=verbose))
+    _output.emit(
+        fmt,
+        report.as_dict(),
+        lambda: render_status(report, verbose=verbose),
+        prometheus=lambda: render_prometheus(report),
+    )
     return int(report.verdict)
 
 
 @click.command()
-@click.argument("dsns", nargs=-1, metavar="[DSN]...")
+@_options.dsns(positional=True)
 @_options.config
 @click.option(
     "--fix",
@@ -115,16 +110,17 @@ def status(
     help="Repair what is safe (trigger modes, a subscription stopped by a cause that"
     " is gone); never deletes data.",
 )
-@_options.json_flag
+@_options.output_format
 @click.option("--wal-threshold", type=int, default=DEFAULT_WAL_THRESHOLD, show_default=True)
 def doctor(
-    dsns: tuple[str, ...], config: Path | None, do_fix: bool, as_json: bool, wal_threshold: int
+    dsns: tuple[str, ...], config: Path | None, do_fix: bool, fmt: str, wal_threshold: int
 ) -> int:
     """Name each problem's cause and fix; with --fix, repair the safe ones.
 
     Knows the seed's failure modes: deaf replicas (notify trigger not ALWAYS), embed trigger in
     REPLICA mode, subscriptions stopped by a conflicting row, dead apply workers, slots holding
     WAL, local rows in a replica, differing schema versions, wal_level, vanished publications.
+    The databases: DSNs as arguments or --dsn, else the topology file's.
     """
     conninfos, topo = _targets(dsns, config)
     listed = _listed(conninfos, topo)
@@ -140,12 +136,13 @@ def doctor(
         fixed = doctor_mod.fix(report, conninfos, source=topo.source)
         if fixed:
             report = diagnose()
-    if as_json:
-        _output.emit_json({**report.as_dict(), "fixed": fixed})
-    else:
-        for line in fixed:
-            click.echo(f"fixed: {line}")
-        click.echo(render_status(report, verbose=False))
+    _output.emit(
+        fmt,
+        {**report.as_dict(), "fixed": fixed},
+        lambda: "\n".join(
+            [*(f"fixed: {line}" for line in fixed), render_status(report, verbose=False)]
+        ),
+    )
     return int(report.verdict)
 
 
@@ -158,13 +155,13 @@ def doctor(
 @click.option(
     "--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the probe."
 )
-@_options.json_flag
+@_options.output_format
 def verify(
     source_dsn: str | None,
     target_dsn: str | None,
     config: Path | None,
     timeout: float,
-    as_json: bool,
+    fmt: str,
 ) -> int:
     """Send a probe message through replication and time its arrival and NOTIFY.
 
@@ -177,27 +174,15 @@ def verify(
     if not source or not targets:
         raise click.UsageError("give --source and --target (or a topology file with replicas)")
     results = [verify_mod.verify(source, t, timeout=timeout) for t in targets]
-    if as_json:
-        data = [r.as_dict() for r in results]
-        _output.emit_json(data[0] if target_dsn else data)
-    else:
-        for r in results:
-            if r.error:
-                click.echo(f"{r.target}: FAILED: {r.error}")
-                continue
-            arrival = f"arrived in {r.arrival_ms} ms" if r.arrived else "did NOT arrive"
-            notify = f"NOTIFY in {r.notify_ms} ms" if r.notified else "NO NOTIFY heard"
-            verdict = "ok" if r.ok else "FAILED"
-            click.echo(
-                f"{r.target}: {arrival}, {notify}, {r.embedding_rows} embedding row(s) [{verdict}]"
-            )
+    data = [r.as_dict() for r in results]
+    _output.emit(fmt, data[0] if target_dsn else data, lambda: render_verify(results))
     return 0 if all(r.ok for r in results) else 1
 
 
 @click.command()
 @_options.config
-@_options.json_flag
-def upgrade(config: Path | None, as_json: bool) -> None:
+@_options.output_format
+def upgrade(config: Path | None, fmt: str) -> None:
     """Apply pending migrations across the topology: replicas first, then the source.
 
     DDL does not replicate: a column the source starts sending must already exist on every
@@ -207,13 +192,31 @@ def upgrade(config: Path | None, as_json: bool) -> None:
     if not topo.databases():
         raise click.UsageError(f"{topo.path} names no databases (agentchat replicate add first)")
     reports = installer.upgrade([r.dsn for r in topo.replicas], topo.source)
-    if as_json:
-        _output.emit_json([r.as_dict() for r in reports])
-        return
+    _output.emit(fmt, [r.as_dict() for r in reports], lambda: render_upgrade(reports))
+
+
+def render_verify(results: list[verify_mod.VerifyResult]) -> str:
+    lines = []
+    for r in results:
+        if r.error:
+            lines.append(f"{r.target}: FAILED: {r.error}")
+            continue
+        arrival = f"arrived in {r.arrival_ms} ms" if r.arrived else "did NOT arrive"
+        notify = f"NOTIFY in {r.notify_ms} ms" if r.notified else "NO NOTIFY heard"
+        verdict = "ok" if r.ok else "FAILED"
+        lines.append(
+            f"{r.target}: {arrival}, {notify}, {r.embedding_rows} embedding row(s) [{verdict}]"
+        )
+    return "\n".join(lines)
+
+
+def render_upgrade(reports: list[installer.InstallReport]) -> str:
+    lines = []
     for r in reports:
         what = f"applied {', '.join(r.applied)}" if r.applied else "up to date"
-        click.echo(f"{r.database}: schema version {r.schema_version} ({what})")
-        for c in r.changes:
-            click.echo(f"  changed {c.trigger}: {c.old.name} -> {c.new.name} ({c.reason})")
-        for what in r.subscription_changes:
-            click.echo(f"  changed {what}")
+        lines.append(f"{r.database}: schema version {r.schema_version} ({what})")
+        lines += [
+            f"  changed {c.trigger}: {c.old.name} -> {c.new.name} ({c.reason})" for c in r.changes
+        ]
+        lines += [f"  changed {what}" for what in r.subscription_changes]
+    return "\n".join(lines)
