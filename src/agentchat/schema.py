@@ -75,13 +75,17 @@ def compare_checksums(
 def mismatch_error(mismatches: Sequence[ChecksumMismatch]) -> errors.MigrationError:
     """The error for a database built from other migration SQL than this agentchat ships."""
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in mismatches)
+    record = " ".join(  # the fix's text for a person to run; agentchat never executes it
+        f"UPDATE agentchat_migrations SET checksum = '{m.shipped}'"  # noqa: S608
+        f" WHERE version = {m.version};"
+        for m in mismatches
+    )
     return errors.MigrationError(
         f"the recorded checksum of migration {names} differs from the file this agentchat"
         " ships: the database was built from other SQL (another agentchat version, or an edited"
         " migration)",
-        fix="install with the agentchat version that built it; if the schema is known to match,"
-        " record the shipped checksum: UPDATE agentchat_migrations SET checksum = '<sha256 of"
-        " the shipped file>' WHERE version = N",
+        fix="install with the agentchat version that built it; or, if the schema is known to"
+        f" match the shipped migration, record its checksum: {record}",
     )
 
 

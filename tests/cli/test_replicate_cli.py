@@ -164,3 +164,97 @@ def test_sslmode_passes_through_to_the_subscription(hub: Cluster, db: str, remot
     assert done.returncode == 0, done.stderr
     [(conninfo,)] = execute(remote_db, "SELECT subconninfo FROM pg_subscription")
     assert "sslmode=disable" in str(conninfo)
+
+
+def made_on(hub: Cluster, source: str, target: str) -> tuple[object, ...]:
+    """Roles, publications, slots and subscriptions that an add would make, counted."""
+    return (
+        execute(hub.conninfo(), "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'agent_chat%'"),
+        execute(source, "SELECT count(*) FROM pg_publication"),
+        execute(hub.conninfo(), "SELECT count(*) FROM pg_replication_slots"),
+        execute(target, "SELECT count(*) FROM pg_subscription"),
+    )
+
+
+def test_check_changes_nothing_and_says_what_add_would_make(
+    hub: Cluster, db: str, db2: str, tmp_path: Path
+) -> None:
+    install.install(db)
+    install.install(db2)
+    before = made_on(hub, db, db2)
+    config = ["--config", str(tmp_path / "agentchat.toml")]
+    done = run_cli("replicate", "check", "--source", db, "--target", db2, *config)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("replicate add would proceed: ")
+    assert "steps: role, publication, slot, subscription, sync, install, topology" in lines[2]
+    done = run_cli("replicate", "check", "--source", db, "--target", db2, "--json", *config)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] is True and result["findings"] == []
+    assert result["plan"]["same_cluster"] is True and result["plan"]["already"] is False
+    assert made_on(hub, db, db2) == before
+    assert not (tmp_path / "agentchat.toml").exists()
+
+    done = run_cli("replicate", "add", "--source", db, "--target", db2, *config)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("replicate", "check", "--source", db, "--target", db2, *config)
+    assert done.returncode == 0, done.stderr
+    assert "add would change nothing" in done.stdout
+
+
+def test_check_lists_every_finding_with_its_fix(
+    poor_clusters: tuple[Cluster, Cluster], remote_db: str
+) -> None:
+    _low_wal, few_slots = poor_clusters
+    source = few_slots.conninfo("nova_memory")
+    done = run_cli("replicate", "check", "--source", source, "--target", remote_db)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.startswith("replicate add would stop: 2 problem(s) with ")
+    for fragment in (
+        "  replication_slots: source has 2 free replication slots",
+        "    fix: raise max_replication_slots on the source",
+        "  wal_senders: source has 2 free wal senders",
+        "    fix: raise max_wal_senders on the source",
+    ):
+        assert fragment in done.stdout, done.stdout
+    done = run_cli("replicate", "check", "--source", source, "--target", remote_db, "--json")
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert [f["check"] for f in result["findings"]] == ["replication_slots", "wal_senders"]
+    assert all(f["fix"] for f in result["findings"])
+    assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
+
+
+def test_check_names_what_add_would_refuse_later(
+    hub: Cluster, db: str, db2: str, remote_db: str, tmp_path: Path
+) -> None:
+    """A target subscribing elsewhere, and a topology file that names another source."""
+    install.install(db)
+    install.install(db2)
+    config = ["--config", str(tmp_path / "agentchat.toml")]
+    done = run_cli("replicate", "add", "--source", db, "--target", remote_db, *config)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("replicate", "check", "--source", db2, "--target", remote_db, *config)
+    assert done.returncode == 1, done.stderr
+    assert "  topology: " in done.stdout and "describes another source" in done.stdout
+    assert "  target_subscription: " in done.stdout and "already subscribes" in done.stdout
+    assert "    fix: remove it first: agentchat replicate remove" in done.stdout
+
+
+def test_check_of_a_missing_target_creates_nothing(hub: Cluster, db: str) -> None:
+    install.install(db)
+    missing = hub.conninfo("ac_check_missing")
+    done = run_cli("replicate", "check", "--source", db, "--target", missing, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["plan"]["steps"][0] == "role"
+    assert execute(
+        hub.conninfo(), "SELECT count(*) FROM pg_database WHERE datname = 'ac_check_missing'"
+    ) == [(0,)]
+
+
+def test_check_refuses_an_insecure_remote_source_like_add() -> None:
+    done = run_cli("replicate", "check", "--source", "host=db.example.com dbname=nova",
+                   "--target", "dbname=x")  # fmt: skip
+    assert_one_line_error(done, "--sslmode require")
+    assert done.returncode == 2

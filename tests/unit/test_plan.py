@@ -123,6 +123,50 @@ def test_refusals_name_the_target_and_the_fix(facts: Facts, says: str, fix: str)
     assert fix in refusal.fix
 
 
+SLOT = slot_name(SUB, "graybeard_memory", "222")
+
+
+@pytest.mark.parametrize(
+    ("facts", "exists", "creates"),
+    [
+        (FRESH, (),
+         (f"role {SLOT}", "publication agent_chat_pub", f"slot {SLOT}", f"subscription {SUB}")),
+        (dataclasses.replace(FRESH, publication_exists=True), ("publication agent_chat_pub",),
+         (f"role {SLOT}", f"slot {SLOT}", f"subscription {SUB}")),
+        (dataclasses.replace(FRESH, role_exists=True, publication_exists=True),
+         (f"role {SLOT}", "publication agent_chat_pub"), (f"slot {SLOT}", f"subscription {SUB}")),
+        (dataclasses.replace(rerun(OWN), slot_exists=True),
+         ("role agent_chat_from_nova_x", "publication agent_chat_pub", f"slot {SLOT}",
+          f"subscription {SUB}"), ()),
+    ],
+)  # fmt: skip
+def test_what_exists_and_what_is_made(
+    facts: Facts, exists: tuple[str, ...], creates: tuple[str, ...]
+) -> None:
+    planned = plan(facts)
+    assert (planned.exists, planned.creates) == (exists, creates)
+
+
+@pytest.mark.parametrize(
+    ("facts", "refused"),
+    [
+        (dataclasses.replace(FRESH, slot_exists=True), "already has a replication slot"),
+        (dataclasses.replace(rerun(OWN), slot_exists=True), None),  # a re-run: the slot is its own
+        (dataclasses.replace(rerun(OTHER), slot_exists=True), "already subscribes"),
+    ],
+)  # fmt: skip
+def test_a_left_over_slot_is_refused_before_anything_is_made(
+    facts: Facts, refused: str | None
+) -> None:
+    refusal = plan(facts).refusal
+    if refused is None:
+        assert refusal is None
+        return
+    assert refusal is not None and refused in refusal.message
+    if refusal is not None and "slot" in refusal.message:
+        assert f"SELECT pg_drop_replication_slot('{SLOT}');" in refusal.fix
+
+
 def test_the_role_is_named_like_the_slot() -> None:
     planned = plan(FRESH)
     assert planned.role == planned.slot

@@ -108,6 +108,8 @@ class CheckResult:
                 "same_cluster": self.plan.same_cluster,
                 "already": self.plan.already,
                 "steps": list(self.plan.steps),
+                "exists": list(self.plan.exists),
+                "creates": list(self.plan.creates),
             },
         }
 
@@ -195,7 +197,10 @@ def add(
                 target_created = installer.create_database(target_info)
                 tgt = stack.enter_context(_db.connect(target_info))
                 installer.install_into(tgt, dimension=schema.embedding_dimension(src))
-            return _add(src, tgt, request, password, timeout, topology, progress)
+            return _add(
+                src, tgt, request, password=password, timeout=timeout, topology=topology,
+                progress=progress,
+            )  # fmt: skip
         except BaseException:
             if target_created:  # made by this add: gone again, as if it never ran
                 stack.close()
@@ -222,11 +227,14 @@ def _judge(
     """Gather, plan, judge. *missing*: *tgt* is a maintenance database of the server where
     that database will be created (nothing in it yet: no subscription, no schema)."""
     subscription = request.name or default_subscription_name(src.info.dbname)
-    facts = gather(src, tgt, subscription)
+    facts = gather(
+        src, tgt, subscription, publication=request.publication, role=request.role,
+        target_db=missing,
+    )  # fmt: skip
     if missing is not None:
         empty = dataclasses.replace(facts.target, schema_version=0, embedding_dimension=None)
         facts = dataclasses.replace(
-            facts, target=empty, target_db=missing, existing=(), named=None,
+            facts, target=empty, existing=(), named=None,
             target_label=f"{facts.target_label} (database {missing} to be created)",
         )  # fmt: skip
     the_plan = plan(
@@ -243,6 +251,7 @@ def _add(
     src: _db.Connection,
     tgt: _db.Connection,
     request: _Request,
+    *,
     password: str | None,
     timeout: float,
     topology: Topology | None,

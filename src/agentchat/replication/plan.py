@@ -112,22 +112,45 @@ class Facts:
     named: Subscription | None = None
     #: the target as messages name it (its description, without password)
     target_label: str = "the target"
+    #: on the source: the role, the publication and the slot this add would use exist already
+    role_exists: bool = False
+    publication_exists: bool = False
+    slot_exists: bool = False
 
 
-def gather(src: _db.Connection, tgt: _db.Connection, subscription: str) -> Facts:
-    """Read every fact :func:`plan` needs; changes nothing."""
+def gather(
+    src: _db.Connection,
+    tgt: _db.Connection,
+    subscription: str,
+    *,
+    publication: str = DEFAULT_PUBLICATION,
+    role: str | None = None,
+    target_db: str | None = None,
+) -> Facts:
+    """Read every fact :func:`plan` needs; changes nothing. *target_db*: the target database's
+    name when *tgt* is another database of its server (one that does not exist yet)."""
     params = {k: v for k, v in _db.connection_params(src).items() if k in KEEP_KEYS}
     params.update(host=src.info.host, port=str(src.info.port), dbname=src.info.dbname)
     row = tgt.execute(queries["subscription"], (subscription,)).fetchone()
+    target = target_facts(tgt)
+    target_db = target_db or tgt.info.dbname
+    slot = slot_name(subscription, target_db, target.system_id)
+
+    def exists(query: str, name: str) -> bool:
+        return src.execute(queries[query], (name,)).fetchone() == (True,)
+
     return Facts(
         source=source_facts(src),
-        target=target_facts(tgt),
+        target=target,
         source_db=src.info.dbname,
-        target_db=tgt.info.dbname,
+        target_db=target_db,
         source_params=params,
         existing=tuple(r[0] for r in tgt.execute(queries["agent_chat_subscriptions"])),
         named=Subscription(row[0], row[1], bool(row[2]), row[3]) if row else None,
         target_label=_db.describe(_db.resolved_conninfo(tgt)),
+        role_exists=exists("role_exists", role or slot),
+        publication_exists=exists("publication_exists", publication),
+        slot_exists=src.execute(queries["slot_exists"], (slot,)).fetchone() is not None,
     )
 
 
@@ -176,6 +199,10 @@ class ReplicationPlan:
     #: ``"clear"``: the replica holds all history (forget ``history_from``); ``"record"``:
     #: only what comes after now (remember the source's newest id); ``"keep"``: a re-run
     history: str = field(default="keep")
+    #: what is there already and is used as it is (``"publication agent_chat_pub"``; an own
+    #: role that exists gets a new password), and what this add would make
+    exists: tuple[str, ...] = ()
+    creates: tuple[str, ...] = ()
 
     def conninfo(self, password: str) -> str:
         """The subscription's connection string: the password itself, or the passfile."""
@@ -234,8 +261,20 @@ def plan(
             " tables",
             "choose another --name",
         )
+    if refusal is None and facts.slot_exists and not already:
+        drop = f"SELECT pg_drop_replication_slot('{slot}');"
+        refusal = Refusal(
+            f"the source already has a replication slot named {slot!r}",
+            f"if it is left over, drop it there: {drop}",
+        )
     same = facts.source.system_id == facts.target.system_id
     creating = () if already else tuple(s for s in CREATE_STEPS if s != "slot" or same)
+    objects = (
+        (f"role {chosen}", facts.role_exists or already),
+        (f"publication {publication}", facts.publication_exists or already),
+        (f"slot {slot}", already),
+        (f"subscription {subscription}", already),
+    )
     source_version = facts.source.schema_version or 0
     return ReplicationPlan(
         subscription=subscription,
@@ -255,4 +294,6 @@ def plan(
         new_slot=not facts.existing,
         check_history=copy_data and not facts.existing and bool(facts.target.schema_version),
         history="keep" if already else ("clear" if copy_data else "record"),
+        exists=tuple(what for what, there in objects if there),
+        creates=tuple(what for what, there in objects if not there),
     )
