@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from agentchat import policy
 from agentchat.cli._output import table
 from agentchat.policy import (
@@ -57,3 +59,10 @@ def test_table_is_laid_out_like_psql() -> None:
     assert table(["a", "long header"], [("x", "y")]) == (
         " a | long header\n---+-------------\n x | y\n(1 row)"
     )
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_each_mode_has_its_statement(mode: Mode) -> None:
+    """The named block of each mode says what ``Mode.clause`` says (the dry run prints it)."""
+    statement = policy.alter_statement("trg_x", mode).as_string(None)
+    assert statement == f'ALTER TABLE public.agent_chat {mode.clause} TRIGGER "trg_x"'
