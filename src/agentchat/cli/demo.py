@@ -19,11 +19,11 @@ from agentchat import _db, health, policy, replication, topology
 from agentchat import install as installer
 from agentchat import server as embedded
 from agentchat import verify as verify_mod
-from agentchat.cli import _output
+from agentchat.cli import _options, _output
+from agentchat.cli._conversation import Conversation, Timeline, scripted, wait_for
 from agentchat.cli.install import render_triggers
 from agentchat.cli.ops import render_status
 from agentchat.cli.server import cluster_options, default_data_dir
-from agentchat.demo import Conversation, Timeline, scripted, wait_for
 
 HUB = "nova_memory"
 AGENTS = {"nova": HUB, "graybeard": "graybeard_memory", "sage": "sage_memory"}
@@ -78,7 +78,7 @@ def _short(described: str) -> str:
 @cluster_options
 @click.option("--keep", is_flag=True, help="Leave the server running and print how to connect.")
 @click.option("--no-embeddings", is_flag=True, help="Skip the embeddings stage.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+@_options.quiet
 def demo(data_dir: Path | None, name: str, keep: bool, no_embeddings: bool, quiet: bool) -> None:
     """Three agents on three databases, talking through logical replication; then status,
     verify and a semantic search on a replica. Runs on a private PostgreSQL it starts."""
