@@ -60,7 +60,7 @@ class Stub:
 @contextmanager
 def serve(stub: Stub | None = None) -> Iterator[Stub]:
     """Run *stub* on a free port of 127.0.0.1; ``stub.url`` is its base URL (``.../v1``)."""
-    stub = stub or Stub()
+    running = stub or Stub()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -69,7 +69,7 @@ def serve(stub: Stub | None = None) -> Iterator[Stub]:
             if self.path != "/v1/embeddings":
                 status, answer = 404, {"error": {"message": f"no route {self.path}"}}
             else:
-                status, answer = stub.answer(body, self.headers.get("authorization"))
+                status, answer = running.answer(body, self.headers.get("authorization"))
             payload = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
@@ -82,11 +82,11 @@ def serve(stub: Stub | None = None) -> Iterator[Stub]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    stub.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    running.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield stub
+        yield running
     finally:
         server.shutdown()
         server.server_close()

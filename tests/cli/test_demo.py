@@ -6,10 +6,13 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from agentchat.sql import load_migrations
 from tests.helpers import run_cli
 
 SCHEMA = len(load_migrations())
+pytestmark = pytest.mark.slow  # a cluster, three databases, replication, a model: a minute
 
 
 def postgres_processes(data_dir: Path) -> list[str]:

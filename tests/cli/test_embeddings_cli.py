@@ -7,12 +7,12 @@ vectors); the real all-MiniLM-L6-v2 is loaded by the CLI in one test only (two p
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +27,8 @@ from agentchat.embeddings import OpenAIEmbedder, Worker
 from agentchat.server import Cluster
 from tests import helpers
 from tests.embedding_stub import Stub, serve, stub_vector
-from tests.helpers import execute, wait_for
+from tests.helpers import EXE, execute, ok, one_line_error, wait_for
 
-EXE = str(Path(sys.executable).with_name("agentchat"))
 SECRET = "some-secret-value"
 #: a variable no test sets: --api-key-env naming it means "no key"
 UNSET_KEY_ENV = "AGENTCHAT_TEST_NO_SUCH_KEY"
@@ -48,35 +47,12 @@ def cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run `agentchat ARGS` with OPENAI_API_KEY=SECRET; the secret must never be printed."""
-    base = {k: v for k, v in os.environ.items() if k != UNSET_KEY_ENV}
-    done = subprocess.run(
-        [EXE, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env={**base, "OPENAI_API_KEY": SECRET, **(env or {})},
-    )
+    done = helpers.run_cli(
+        *args, env={"OPENAI_API_KEY": SECRET, **(env or {})}, timeout=timeout,
+        unset=(UNSET_KEY_ENV,),
+    )  # fmt: skip
     assert SECRET not in done.stdout and SECRET not in done.stderr, done.stdout + done.stderr
     return done
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}: {done.stdout}{done.stderr}"
-    assert "Traceback" not in done.stderr
-    return done.stdout
-
-
-def one_line_error(done: subprocess.CompletedProcess[str], fragment: str, code: int) -> str:
-    """Exit *code*, nothing on stdout, one `agentchat: error: ` line with *fragment* on stderr."""
-    assert done.returncode == code, f"exit {done.returncode}: {done.stdout}{done.stderr}"
-    assert done.stdout == ""
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("agentchat: error: "), lines[0]
-    assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def openai(stub: Stub | str) -> list[str]:
@@ -129,9 +105,8 @@ def stub() -> Iterator[Stub]:
 
 
 @pytest.fixture
-def chatdb(db: str) -> str:
-    install.install(db)
-    return db
+def chatdb(installed_db: str) -> str:
+    return installed_db
 
 
 @dataclass
@@ -141,9 +116,9 @@ class Topo:
 
 
 @pytest.fixture
-def topo(db: str, remote_db: str, tmp_path: Path) -> Topo:
+def topo(installed_db: str, remote_db: str, tmp_path: Path) -> Topo:
     """db replicated to remote_db; the topology is ./agentchat.toml (status's default)."""
-    install.install(db)
+    db = installed_db
     replication.add(
         db, remote_db, topology=topology.Topology(tmp_path / "agentchat.toml"), timeout=60
     )
@@ -178,6 +153,7 @@ def test_embed_worker_once_json_drains_the_queue(chatdb: str, stub: Stub) -> Non
     assert code == 0 and err == "" and (again["embedded"], again["batches"]) == (0, 0)
 
 
+@pytest.mark.slow
 def test_a_poisoned_row_exits_1_is_recorded_and_degrades_status(chatdb: str, stub: Stub) -> None:
     db = chatdb
     # each poisoned request costs the embedder's own retries (1.5 s): one poisoned row, in a
@@ -289,7 +265,8 @@ def test_long_running_worker_wakes_on_notify_and_stops_on_sigterm(
         for text in ("wake up", "and again"):
             msg_id = int(ok(cli("send", "--dsn", db, "--as", "nova", text)))
             # poll interval 300 s: only the NOTIFY can wake it this soon
-            wait_for(lambda i=msg_id: is_embedded(db, i), timeout=5, what=f"{msg_id} embedded")
+            embedded = functools.partial(is_embedded, db, msg_id)
+            wait_for(embedded, timeout=5, what=f"{msg_id} embedded")
         assert worker.poll() is None
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=15)
@@ -320,13 +297,12 @@ class BadDbs:
 
 
 @pytest.fixture(scope="module")
-def bad(hub: Cluster) -> Iterator[BadDbs]:
+def bad(hub: Cluster, hub_template: str) -> Iterator[BadDbs]:
     names = [f"t_emb_{kind}_{os.getpid()}_{hub.version}" for kind in ("ok", "dim8", "bare")]
     for name in names:
         helpers.drop_database(hub, name)
-        execute(hub.conninfo(), f'CREATE DATABASE "{name}"')
+        helpers.create_database(hub, name, hub_template if name == names[0] else None)
     installed, small, bare = (hub.conninfo(n) for n in names)
-    install.install(installed)
     install.install(small, dimension=8)
     for dsn in (installed, small):
         messaging.send(dsn, sender="nova", message="queued")
@@ -453,6 +429,7 @@ def test_search_json_shape_order_channel_and_limit(chatdb: str, stub: Stub) -> N
 # -- the real model, source -> replica -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_real_model_embeds_at_the_source_and_search_works_on_the_replica(
     topo: Topo, stub: Stub
 ) -> None:
@@ -519,6 +496,7 @@ def test_embed_replicated_is_refused_on_a_plain_database(chatdb: str) -> None:
     assert data["databases"][0]["embeddings"]["mode"] == "local"
 
 
+@pytest.mark.slow
 def test_embed_replicated_on_a_replica_install_worker_and_status(topo: Topo, stub: Stub) -> None:
     source, replica = topo.source, topo.replica
     # refused on the source too: it publishes, it does not subscribe

@@ -15,13 +15,14 @@ import sysconfig
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from agentchat.server import Cluster
 from tests import helpers
-from tests.helpers import run_cli
+from tests.helpers import EXE, invoke, run_cli
 
 IS_ROOT = os.geteuid() == 0
 STATUS_KEYS = {"running", "pid", "port", "version", "directory", "uri"}
@@ -49,6 +50,7 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_start_status_stop(data_dir: Path, pg_version: int):
     where = ["--data-dir", str(data_dir), "--name", "x"]
     started = run_cli("server", "start", *where, "--pg-version", str(pg_version))
@@ -107,21 +109,21 @@ def test_start_status_stop(data_dir: Path, pg_version: int):
 
 
 def test_status_of_a_missing_cluster(data_dir: Path):
-    done = run_cli("server", "status", "--data-dir", str(data_dir), "--name", "nothing", "--json")
+    done = invoke("server", "status", "--data-dir", str(data_dir), "--name", "nothing", "--json")
     assert done.returncode == 3
     state = json.loads(done.stdout)
     assert set(state) == STATUS_KEYS
     assert state["running"] is False
     assert state["directory"] == str(data_dir / "nothing")
     assert not (data_dir / "nothing").exists()
-    plain = run_cli("server", "status", "--data-dir", str(data_dir), "--name", "nothing")
+    plain = invoke("server", "status", "--data-dir", str(data_dir), "--name", "nothing")
     assert plain.returncode == 3
     assert plain.stdout.startswith("no cluster")
 
 
 @pytest.mark.parametrize("name", ["a/b", "..", ""])
 def test_bad_name_is_one_line_of_error(data_dir: Path, name: str):
-    done = run_cli("server", "start", "--data-dir", str(data_dir), "--name", name)
+    done = invoke("server", "start", "--data-dir", str(data_dir), "--name", name)
     line = one_error_line(done)
     assert "cluster name" in line
     assert done.stdout == ""
@@ -169,7 +171,7 @@ def test_user() -> Iterator[pwd.struct_passwd]:
         helpers.wait_for(userdel, timeout=10, what=f"userdel {TEST_USER}")
 
 
-def as_user(user: pwd.struct_passwd, cwd: Path) -> dict[str, object]:
+def as_user(user: pwd.struct_passwd, cwd: Path) -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": [], "cwd": cwd}
 
 
@@ -188,7 +190,7 @@ def cli_for(user: pwd.struct_passwd, cwd: Path) -> list[str]:
     """How *user* runs the agentchat CLI: the venv's console script, or the same code under a
     system Python of the same version when the venv's interpreter (say under /root) is out of
     reach; skip if neither works."""
-    script = Path(sys.executable).with_name("agentchat")
+    script = Path(EXE)
     if runs_as([str(script)], user, cwd):
         return [str(script)]
     minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -208,6 +210,7 @@ def cli_for(user: pwd.struct_passwd, cwd: Path) -> list[str]:
     )
 
 
+@pytest.mark.slow
 def test_non_root_caller_runs_its_own_server(
     test_user: pwd.struct_passwd, cluster_root: Path, pg_version: int
 ):

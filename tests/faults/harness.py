@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -29,9 +28,7 @@ from agentchat import messaging
 from agentchat.agent import Agent
 from agentchat.messaging import Message
 from agentchat.server import Cluster
-from tests.helpers import execute, wait_for
-
-EXE = str(Path(sys.executable).with_name("agentchat"))
+from tests.helpers import EXE, execute, wait_for
 
 
 class Writer:
@@ -227,7 +224,7 @@ def addressed(source: str) -> Callable[[str], set[int]]:
         return {
             int(str(i))
             for i, sender, mentions in rows
-            if sender != agent and ({agent, "*"} & set(mentions or []))  # type: ignore[call-overload]
+            if sender != agent and ({agent, "*"} & set(mentions or []))
         }
 
     return expected

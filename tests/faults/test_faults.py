@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from agentchat import health, install, replication
+from agentchat import health, replication
 from agentchat.messaging import Message
 from agentchat.server import Cluster
 from tests import helpers
@@ -71,8 +71,8 @@ class Topo:
 
 
 @pytest.fixture
-def topo(db: str, db2: str, hub: Cluster, remote: Cluster) -> Iterator[Topo]:
-    install.install(db)
+def topo(installed_db: str, db2: str, hub: Cluster, remote: Cluster) -> Iterator[Topo]:
+    db = installed_db
     replication.add(db, db2, timeout=60)
     name = f"t_{uuid.uuid4().hex[:10]}"
     far = remote.tcp_conninfo(name)

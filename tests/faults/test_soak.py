@@ -14,18 +14,14 @@ import subprocess
 import pytest
 
 from agentchat import soak
-from tests.faults.harness import EXE
-
-pytestmark = pytest.mark.slow
+from tests.helpers import invoke, run_cli
 
 
 def agentchat(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, *args], capture_output=True, text=True, timeout=timeout, check=False,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    return run_cli(*args, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_a_short_soak_loses_nothing_and_records_nothing_twice() -> None:
     done = agentchat("soak", "--minutes", "0.5", "--agents", "8", "--rate", "50", "--json")
     assert done.stderr == ""  # piped: no progress display
@@ -68,8 +64,9 @@ def test_a_short_soak_loses_nothing_and_records_nothing_twice() -> None:
         ([], "Missing option '--minutes'"),
     ],
 )
+# refused before anything starts: run in-process (helpers.invoke), no interpreter to start
 def test_bad_input_is_one_line_and_exit_2(args: list[str], fragment: str) -> None:
-    done = agentchat("soak", *args, timeout=60)
+    done = invoke("soak", *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""
     lines = done.stderr.splitlines()
