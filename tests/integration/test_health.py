@@ -12,8 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agentchat import doctor, health, install, replication, topology, verify
-from agentchat.health import Verdict
+from agentchat import install, replication, topology
+from agentchat.ops import doctor, verify
+from agentchat.ops.judge import Check, Verdict
+from agentchat.ops.report import Report, status
 from agentchat.server import Cluster
 from agentchat.sql import Migration, load_migrations
 from tests import helpers
@@ -50,12 +52,12 @@ def arrived(conninfo: str, msg_id: int) -> bool:
     return bool(execute(conninfo, "SELECT count(*) FROM agent_chat WHERE id = %s", (msg_id,))[0][0])
 
 
-def failing(report: health.Report) -> dict[str, Verdict]:
+def failing(report: Report) -> dict[str, Verdict]:
     return {c.check: c.verdict for c in report.checks if not c.ok}
 
 
 def test_healthy_topology(topo: Topo) -> None:
-    report = health.status(topo.all)
+    report = status(topo.all)
     assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
     roles = [d.role.role.value for d in report.databases]
     assert roles == ["source", "subscriber", "subscriber"]
@@ -81,7 +83,7 @@ def test_healthy_topology(topo: Topo) -> None:
 def test_deaf_replica_fails_verify_and_is_fixed(topo: Topo) -> None:
     replica = topo.replicas[1]
     execute(replica, "ALTER TABLE agent_chat ENABLE TRIGGER trg_notify_agent_chat")  # ORIGIN
-    report = health.status(topo.all)
+    report = status(topo.all)
     assert report.verdict is Verdict.BROKEN
     [check] = [c for c in report.checks if not c.ok]
     assert "agents here hear no replicated message" in check.detail
@@ -91,7 +93,7 @@ def test_deaf_replica_fails_verify_and_is_fixed(topo: Topo) -> None:
     diagnosis = doctor.diagnose(topo.all, source=topo.source)
     fixed = doctor.fix(diagnosis, topo.all)
     assert fixed == [f"{check.database}: trg_notify_agent_chat ORIGIN -> ALWAYS"]
-    assert health.status(topo.all).verdict is Verdict.OK
+    assert status(topo.all).verdict is Verdict.OK
     assert verify.verify(topo.source, replica).ok
 
 
@@ -99,11 +101,11 @@ def test_seed_replica_advice_is_broken_and_fixed(topo: Topo) -> None:
     execute(
         topo.replicas[0], "ALTER TABLE agent_chat ENABLE REPLICA TRIGGER trg_embed_chat_message"
     )
-    report = health.status(topo.all)
+    report = status(topo.all)
     [check] = [c for c in report.checks if not c.ok]
     assert check.verdict is Verdict.BROKEN and "seed's advice, backwards" in check.detail
     assert doctor.fix(report, topo.all)
-    assert health.status(topo.all).verdict is Verdict.OK
+    assert status(topo.all).verdict is Verdict.OK
 
 
 def local_row(replica: str, msg_id: int, text: str = "written on the replica") -> None:
@@ -131,8 +133,8 @@ def next_id(source: str) -> int:
     return int(value)
 
 
-def apply_worker_check(replica: str) -> health.Check | None:
-    return next((c for c in health.status([replica]).checks if c.check == "apply_worker"), None)
+def apply_worker_check(replica: str) -> Check | None:
+    return next((c for c in status([replica]).checks if c.check == "apply_worker"), None)
 
 
 def test_conflict_crash_loops_status_says_so_and_doctor_names_the_row(topo: Topo) -> None:
@@ -141,7 +143,7 @@ def test_conflict_crash_loops_status_says_so_and_doctor_names_the_row(topo: Topo
     local_row(replica, blocked)
     send(topo.source, "this one collides")
 
-    def crash_looping() -> health.Check | None:
+    def crash_looping() -> Check | None:
         check = apply_worker_check(replica)
         return check if check and "crash-looping" in check.detail else None
 
@@ -164,7 +166,7 @@ def test_conflict_crash_loops_status_says_so_and_doctor_names_the_row(topo: Topo
         timeout=30,
         what="the blocked message",
     )
-    assert health.status(topo.all).verdict is Verdict.OK
+    assert status(topo.all).verdict is Verdict.OK
 
 
 def test_local_rows_on_a_replica(topo: Topo) -> None:
@@ -180,7 +182,7 @@ def test_inactive_slot_retaining_wal(topo: Topo) -> None:
     try:
         for i in range(20):
             send(topo.source, f"wal {i} " + "x" * 2000)
-        report = health.status([topo.source], wal_threshold=1000)
+        report = status([topo.source], wal_threshold=1000)
         [check] = [c for c in report.checks if not c.ok]
         assert check.check == "slot" and check.verdict is Verdict.DEGRADED
         assert "forgotten_replica is inactive and retains" in check.detail
@@ -208,7 +210,7 @@ def test_upgrade_replicas_first_while_messages_flow(topo: Topo) -> None:
     install.upgrade([], topo.source, migrations=[])  # nothing pending: a no-op
     migrations = [*load_migrations(), EXTRA]
     install.install(topo.replicas[0], migrations=migrations)
-    report = health.status(topo.all)
+    report = status(topo.all)
     assert failing(report) == {"schema_versions": Verdict.DEGRADED}
 
     sent: list[int] = []
@@ -245,7 +247,7 @@ def test_upgrade_replicas_first_while_messages_flow(topo: Topo) -> None:
             i for (i,) in execute(replica, "SELECT id FROM agent_chat WHERE id = ANY(%s)", (sent,))
         }
         assert got == set(sent), "messages lost during the upgrade"
-    assert health.status(topo.all).verdict is Verdict.OK
+    assert status(topo.all).verdict is Verdict.OK
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +267,7 @@ def test_source_with_wrong_wal_level(low_wal: Cluster) -> None:
     conninfo = low_wal.conninfo(f"nova_{uuid.uuid4().hex[:6]}")
     install.install(conninfo)
     execute(conninfo, "CREATE PUBLICATION agent_chat_pub FOR TABLE agent_chat")
-    [check] = [c for c in health.status([conninfo]).checks if not c.ok]
+    [check] = [c for c in status([conninfo]).checks if not c.ok]
     assert check.check == "wal_level" and check.verdict is Verdict.BROKEN
     assert "ALTER SYSTEM SET wal_level = logical" in (check.fix or "")
 
@@ -273,7 +275,7 @@ def test_source_with_wrong_wal_level(low_wal: Cluster) -> None:
 def test_unreachable_database_is_broken_not_an_exception() -> None:
     from agentchat.server import free_port
 
-    report = health.status([f"host=127.0.0.1 port={free_port()} dbname=x"])
+    report = status([f"host=127.0.0.1 port={free_port()} dbname=x"])
     assert report.verdict is Verdict.BROKEN
     assert report.databases[0].reachable is False
 
@@ -283,7 +285,7 @@ def test_messages_that_never_arrived_are_counted(topo: Topo) -> None:
     replica = topo.replicas[0]
     helpers.wait_for(lambda: arrived(replica, ids[-1]), what="the messages")
     listed = topology.load(topo.config)
-    assert health.status(topo.all, topology=listed).verdict is Verdict.OK
+    assert status(topo.all, topology=listed).verdict is Verdict.OK
     with psycopg.connect(replica, autocommit=True) as conn:  # lost on the replica, for real
         conn.execute("SET session_replication_role = replica")
         conn.execute("DELETE FROM agent_chat WHERE id = %s", (ids[0],))
@@ -294,7 +296,7 @@ def test_messages_that_never_arrived_are_counted(topo: Topo) -> None:
     with psycopg.connect(replica, autocommit=True) as conn:
         conn.execute("SET session_replication_role = replica")
         conn.execute("TRUNCATE agent_chat CASCADE")
-    report = health.status(topo.all, topology=listed)
+    report = status(topo.all, topology=listed)
     [lost] = [c for c in report.checks if not c.ok]
     assert (lost.check, lost.verdict) == ("missing_rows", Verdict.BROKEN)
     assert lost.detail.startswith(f"3 of the source's messages up to id {ids[-1]}")
@@ -314,7 +316,7 @@ def test_fix_says_when_an_enabled_subscription_stops_again(topo: Topo) -> None:
     execute(replica, "ALTER TABLE agent_chat ADD CONSTRAINT mine CHECK (message <> 'refused')")
     send(topo.source, "refused")
     helpers.wait_for(
-        lambda: health.status([replica]).verdict is Verdict.BROKEN, what="the subscription to stop"
+        lambda: status([replica]).verdict is Verdict.BROKEN, what="the subscription to stop"
     )
     report = doctor.diagnose([replica], source=topo.source)
     assert failing(report)["disable_on_error"] is Verdict.DEGRADED
@@ -352,7 +354,7 @@ def test_status_compares_the_topology_file_with_the_source(topo: Topo, tmp_path:
     file = topology.Topology(config)
     file.record_replica(topo.source, "agent_chat_pub", "agent_chat_from_x", listed)
     [(slot,)] = execute(unlisted, OWN_SUBSCRIPTION.replace("subname", "subslotname"))
-    report = health.status(file.databases(), topology=file)
+    report = status(file.databases(), topology=file)
     [check] = [c for c in report.checks if not c.ok]
     assert (check.check, check.verdict) == ("unlisted_replica", Verdict.DEGRADED)
     assert check.subject == slot

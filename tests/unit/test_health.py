@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -172,3 +173,33 @@ def test_topology_judge(
         assert check.fix
     if expected and expected[0][0] == "unlisted_replica":
         assert "streaming to subscription agent_chat_from_nova at 10.0.0.9" in checks[0].detail
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            "agentchat.health",
+            ("agentchat.ops.facts", "agentchat.ops.judge", "agentchat.ops.report"),
+        ),
+        ("agentchat.doctor", ("agentchat.ops.doctor",)),
+        ("agentchat.verify", ("agentchat.ops.verify",)),
+    ],
+)
+def test_old_module_paths_re_export_the_ops_objects(old: str, new: tuple[str, ...]) -> None:
+    """agentchat.health, .doctor and .verify stay importable: each name in their __all__ is the
+    very object of agentchat.ops, and every name other modules import is there."""
+    module = importlib.import_module(old)
+    homes = [importlib.import_module(n) for n in new]
+    assert module.__all__
+    for name in module.__all__:
+        assert any(getattr(home, name, None) is getattr(module, name) for home in homes), name
+    used = {
+        "agentchat.health": {"status", "gather", "Report", "Check", "Verdict", "judge",
+                             "judge_rows", "judge_listed", "DEFAULT_WAL_THRESHOLD", "HISTORY_FROM",
+                             "foreign_rows", "count_rows", "settled_rows", "SubscriptionFacts",
+                             "DatabaseFacts", "RowCounts", "SlotFacts", "EmbeddingFacts"},
+        "agentchat.doctor": {"diagnose", "fix", "Diagnosis", "repair_text"},
+        "agentchat.verify": {"verify", "VerifyResult"},
+    }[old]  # fmt: skip
+    assert used <= set(module.__all__)
