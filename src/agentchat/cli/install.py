@@ -24,7 +24,7 @@ from agentchat.cli import _options, _output
     help="On a replica: embed replicated messages here (for a source that runs no embedding"
     " worker), or go back to receiving the source's embeddings [default: unchanged].",
 )  # fmt: skip
-@_options.json_flag
+@_options.output_format
 def install(
     dsn: str | None,
     database: str | None,
@@ -32,7 +32,7 @@ def install(
     dry_run: bool,
     dimension: int | None,
     embed_replicated: bool | None,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Install agentchat into a database and set its triggers by the policy.
 
@@ -46,18 +46,17 @@ def install(
     )  # fmt: skip
     for line in report.warnings:
         _output.warning(line)
-    if as_json:
-        _output.emit_json(report.as_dict())
-        return
-    if dry_run:
-        click.echo(f"-- agentchat install --dry-run for database {report.database!r}:"
-                   " nothing was changed")  # fmt: skip
-        for statement in report.statements:
-            click.echo(statement)
-        if not report.statements:
-            click.echo("-- nothing to do: schema and triggers are up to date")
-        return
-    click.echo(render_report(report))
+    _output.emit(fmt, report.as_dict(), lambda: render_dry_run(report) if dry_run
+                 else render_report(report))  # fmt: skip
+
+
+def render_dry_run(report: installer.InstallReport) -> str:
+    """``--dry-run``: the SQL the installer would run, after a comment saying nothing changed."""
+    lines = [
+        f"-- agentchat install --dry-run for database {report.database!r}: nothing was changed"
+    ]
+    lines += report.statements or ["-- nothing to do: schema and triggers are up to date"]
+    return "\n".join(lines)
 
 
 def render_report(report: installer.InstallReport) -> str:
@@ -88,8 +87,8 @@ def render_report(report: installer.InstallReport) -> str:
 @click.command()
 @_options.connection
 @_options.config
-@_options.json_flag
-def triggers(dsn: str | None, database: str | None, config: Path | None, as_json: bool) -> int:
+@_options.output_format
+def triggers(dsn: str | None, database: str | None, config: Path | None, fmt: str) -> int:
     """Show agent_chat's triggers, their modes, and whether each matches the policy.
 
     The seed's "Check Trigger Status" table plus a verdict. Without --dsn and --database, every
@@ -110,25 +109,23 @@ def triggers(dsn: str | None, database: str | None, config: Path | None, as_json
             facts = policy.read_role(conn)
             reports.append((conninfo, facts, policy.trigger_report(conn, facts)))
     ok = all(rows and all(r.ok for r in rows) for _, _, rows in reports)
-    if as_json:
-        if from_topology:
-            _output.emit_json(
-                [
-                    {
-                        "database": _db.describe(c),
-                        "role": f.role.value,
-                        "triggers": _trigger_rows(r),
-                    }
-                    for c, f, r in reports
-                ]
-            )
-        else:
-            _output.emit_json(_trigger_rows(reports[0][2]))
-    else:
-        for i, (conninfo, facts, rows) in enumerate(reports):
-            if from_topology:
-                click.echo(("\n" if i else "") + _db.describe(conninfo))
-            click.echo(render_triggers(rows, facts))
+    data: object = (
+        [
+            {"database": _db.describe(c), "role": f.role.value, "triggers": _trigger_rows(r)}
+            for c, f, r in reports
+        ]
+        if from_topology
+        else _trigger_rows(reports[0][2])
+    )
+
+    def text() -> str:
+        parts = []
+        for conninfo, facts, rows in reports:
+            table = render_triggers(rows, facts)
+            parts.append(f"{_db.describe(conninfo)}\n{table}" if from_topology else table)
+        return "\n\n".join(parts)
+
+    _output.emit(fmt, data, text)
     return 0 if ok else 1
 
 
