@@ -7,22 +7,25 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentchat import install, replication, topology
+from agentchat import replication, topology
+from agentchat.server import Cluster
 from tests import helpers
 from tests.helpers import execute, run_cli
 
 
 def make_topology(source: str, targets: list[str], path: Path) -> Path:
-    install.install(source)
+    """*source* (installed) replicated to each of *targets*, recorded in the topology file."""
     file = topology.Topology(path)
     for target in targets:
         replication.add(source, target, topology=file, timeout=60)
     return path
 
 
-def test_status_defaults_to_the_topology_file(db: str, db2: str, remote_db: str,
-                                             tmp_path: Path) -> None:  # fmt: skip
-    make_topology(db, [db2, remote_db], tmp_path / "agentchat.toml")  # ./agentchat.toml
+def test_status_defaults_to_the_topology_file(
+    installed_db: str, installed_db2: str, installed_remote_db: str, tmp_path: Path
+) -> None:
+    targets = [installed_db2, installed_remote_db]
+    make_topology(installed_db, targets, tmp_path / "agentchat.toml")  # ./agentchat.toml
     done = run_cli("status")
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
@@ -54,7 +57,10 @@ def test_status_defaults_to_the_topology_file(db: str, db2: str, remote_db: str,
         assert result["ok"] and result["embedding_rows"] == 1
 
 
-def test_prometheus_output_parses(db: str, remote_db: str, tmp_path: Path) -> None:
+def test_prometheus_output_parses(
+    installed_db: str, installed_remote_db: str, tmp_path: Path
+) -> None:
+    db, remote_db = installed_db, installed_remote_db
     make_topology(db, [remote_db], tmp_path / "agentchat.toml")
     done = run_cli("status", "--format", "prometheus")
     assert done.returncode == 0
@@ -74,7 +80,10 @@ def test_prometheus_output_parses(db: str, remote_db: str, tmp_path: Path) -> No
     assert ("trg_notify_agent_chat", "ALWAYS") in modes
 
 
-def test_broken_replica_exit_codes_and_doctor_fix(db: str, remote_db: str, tmp_path: Path) -> None:
+def test_broken_replica_exit_codes_and_doctor_fix(
+    installed_db: str, installed_remote_db: str, tmp_path: Path
+) -> None:
+    db, remote_db = installed_db, installed_remote_db
     make_topology(db, [remote_db], tmp_path / "agentchat.toml")
     execute(remote_db, "ALTER TABLE agent_chat DISABLE TRIGGER trg_notify_agent_chat")
     done = run_cli("status")
@@ -91,7 +100,10 @@ def test_broken_replica_exit_codes_and_doctor_fix(db: str, remote_db: str, tmp_p
     assert run_cli("status").returncode == 0
 
 
-def test_degraded_exit_code_and_upgrade(db: str, remote_db: str, tmp_path: Path) -> None:
+def test_degraded_exit_code_and_upgrade(
+    installed_db: str, installed_remote_db: str, tmp_path: Path
+) -> None:
+    db, remote_db = installed_db, installed_remote_db
     config = make_topology(db, [remote_db], tmp_path / "agentchat.toml")
     execute(db, "SELECT pg_create_logical_replication_slot('old_replica', 'pgoutput')")
     try:
@@ -108,53 +120,50 @@ def test_degraded_exit_code_and_upgrade(db: str, remote_db: str, tmp_path: Path)
     assert done.stdout.count("(up to date)") == 2
 
 
-def test_a_bare_database_name_is_a_dsn(hub, db: str) -> None:
-    install.install(db)
-    env = {"PGHOST": str(hub.socket_dir), "PGPORT": str(hub.port), "PGUSER": "postgres"}
-    done = run_cli("status", helpers.dbname(db), env=env)
+def test_a_bare_database_name_is_a_dsn(hub: Cluster, installed_db: str) -> None:
+    done = run_cli("status", helpers.dbname(installed_db), env=helpers.pg_env(hub))
     assert done.returncode == 0, done.stdout
     assert ": plain, schema 5 [ok]" in done.stdout
 
 
 def test_verify_without_topology_is_a_usage_error() -> None:
-    done = run_cli("verify")
-    assert done.returncode == 2
-    assert done.stderr.startswith("agentchat: error: give --source and --target")
+    helpers.one_line_error(helpers.invoke("verify"), "give --source and --target", 2)
 
 
-def test_databases_by_dsn_option_and_output_formats(hub, db: str, db2: str) -> None:
+def test_databases_by_dsn_option_and_output_formats(
+    hub: Cluster, installed_db: str, installed_db2: str
+) -> None:
     """--dsn (repeatable) names databases, as positional DSNs always have (they come first);
-    --format json is --json; doctor, verify and upgrade take --format too."""
-    install.install(db)
-    install.install(db2)
-    env = {"PGHOST": str(hub.socket_dir), "PGPORT": str(hub.port), "PGUSER": "postgres"}
+    --format json is --json; a bare name is a database name there too."""
+    db, db2 = installed_db, installed_db2
+    env = helpers.pg_env(hub)
     first, second = helpers.dbname(db), helpers.dbname(db2)
 
     def names(*args: str) -> list[str]:
-        done = run_cli(*args, env=env)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return [json.loads(done.stdout)["databases"][i]["database"] for i in range(2)]
+        data = json.loads(helpers.ok(helpers.invoke(*args, env=env)))
+        return [d["database"] for d in data["databases"]]
 
     by_option = names("status", "--dsn", db, "--dsn", second, "--format", "json")
+    assert len(by_option) == 2
     assert f'database "{first}"' in by_option[0] and f'database "{second}"' in by_option[1]
     assert names("status", second, "--dsn", db, "--json") == by_option[::-1]
     assert names("doctor", "--dsn", first, "--dsn", db2, "--format", "json") == by_option
 
-    done = run_cli("doctor", "--dsn", db, "--json", env=env)
-    data = json.loads(done.stdout)
+    data = json.loads(helpers.ok(helpers.invoke("doctor", "--dsn", db, "--json", env=env)))
     assert data["verdict"] == "ok" and data["fixed"] == []
-    text = run_cli("doctor", "--dsn", db, "--format", "text", env=env).stdout
+    text = helpers.ok(helpers.invoke("doctor", "--dsn", db, "--format", "text", env=env))
     assert text.splitlines()[-1] == "verdict: ok"
 
-    done = run_cli("status", "--dsn", db, "--format", "yaml", env=env)
-    assert done.returncode == 2 and "'yaml' is not one of 'text', 'json', 'prometheus'" in (
-        done.stderr
-    )
-    assert run_cli("doctor", "--format", "prometheus", env=env).returncode == 2
+    done = helpers.invoke("status", "--dsn", db, "--format", "yaml", env=env)
+    helpers.one_line_error(done, "'yaml' is not one of 'text', 'json', 'prometheus'", 2)
+    done = helpers.invoke("doctor", "--format", "prometheus", env=env)
+    helpers.one_line_error(done, "'prometheus' is not one of 'text', 'json'", 2)
 
 
-def test_verify_and_upgrade_take_format(db: str, remote_db: str, tmp_path: Path) -> None:
-    make_topology(db, [remote_db], tmp_path / "agentchat.toml")
+def test_verify_and_upgrade_take_format(
+    installed_db: str, installed_remote_db: str, tmp_path: Path
+) -> None:
+    make_topology(installed_db, [installed_remote_db], tmp_path / "agentchat.toml")
     done = run_cli("verify", "--format", "json")
     assert done.returncode == 0, done.stdout + done.stderr
     [result] = json.loads(done.stdout)
