@@ -184,3 +184,20 @@ def test_dry_run_shows_the_repair_without_doing_it(db: str) -> None:
     ]
     assert modes(db) == {**PLAIN_MODES, "trg_notify_agent_chat": "DISABLED",
                          "trg_embed_chat_message": "REPLICA"}  # fmt: skip
+
+
+def test_install_into_an_open_connection(db: str) -> None:
+    """install_into does what install does, on the caller's connection, and leaves it open."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        dry = install.install_into(conn, dry_run=True)
+        assert dry.applied == ALL_MIGRATIONS and dry.dry_run
+        assert execute(db, "SELECT to_regclass('public.agent_chat')") == [(None,)]
+        report = install.install_into(conn, dimension=16)
+        assert not conn.closed
+        assert (report.database, report.created, report.applied) == (
+            helpers.dbname(db), False, ALL_MIGRATIONS,
+        )  # fmt: skip
+        assert install.install_into(conn).changed_anything is False
+        with pytest.raises(errors.InvalidInput, match="fixed at 16"):
+            install.install_into(conn, dimension=384)
+    assert install.install(db).as_dict() == {**report.as_dict(), "applied": []}

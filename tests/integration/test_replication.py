@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agentchat import errors, install, policy, replication, topology
+from agentchat import _db, errors, install, policy, replication, topology
 from agentchat.server import Cluster
 from agentchat.topology import Topology
 from tests import helpers
@@ -622,3 +622,37 @@ def test_an_existing_named_role_without_its_password_is_refused(
         password="theirs",
     )  # fmt: skip
     assert execute(as_them, "SELECT 1") == [(1,)]  # the password was left alone
+
+
+@pytest.mark.parametrize("target_state", ["missing", "older schema", "installed"])
+def test_add_connects_to_the_target_once(
+    target_state: str, hub: Cluster, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target is created, brought up to date and installed on the one connection add
+    opened (install.install_into), never through connections of its own."""
+    name = f"t_once_{uuid.uuid4().hex[:8]}"
+    target = hub.conninfo(name)
+    if target_state != "missing":
+        execute(hub.conninfo(), f'CREATE DATABASE "{name}"')
+        older = install.load_migrations()[:4] if target_state == "older schema" else None
+        install.install(target, migrations=older)
+    opened: list[str] = []
+    connect = _db.connect
+
+    def counting(conninfo: str, **kwargs: object) -> _db.Connection:
+        conn = connect(conninfo, **kwargs)  # type: ignore[arg-type]
+        opened.append(conn.info.dbname)  # connections made, not attempts (a missing database)
+        return conn
+
+    monkeypatch.setattr(_db, "connect", counting)
+    try:
+        result = replication.add(source, target, timeout=60)
+        assert result.tables == 2
+        assert opened.count(name) == 1, opened
+        assert execute(target, "SELECT max(version) FROM agentchat_migrations") == [
+            (len(install.load_migrations()),)
+        ]
+    finally:
+        monkeypatch.undo()
+        replication.remove(target, source_dsn=source)
+        helpers.drop_database(hub, name)
