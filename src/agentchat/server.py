@@ -134,12 +134,12 @@ def server_account() -> Account | None:
         )  # fmt: skip
         try:
             entry = pwd.getpwnam(name)  # created here, or by a concurrent process
-        except KeyError:
+        except KeyError as exc:
             raise errors.ServerError(
                 f"cannot create the system user {name!r} to run PostgreSQL as:"
                 f" {result.stderr.strip() or 'useradd failed'}",
                 fix="create it yourself, or set AGENTCHAT_SERVER_USER to an existing user",
-            ) from None
+            ) from exc
     if entry.pw_uid == 0:
         raise errors.ServerError(f"AGENTCHAT_SERVER_USER {name!r} is root; PostgreSQL refuses it")
     return Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
@@ -370,8 +370,8 @@ class Cluster:
                 cwd=self.directory, env=_server_env(),
                 **_as_account_kwargs(self.account),  # type: ignore[call-overload]
             )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise errors.ServerError(f"{program} timed out after {timeout:.0f} s") from None
+        except subprocess.TimeoutExpired as exc:
+            raise errors.ServerError(f"{program} timed out after {timeout:.0f} s") from exc
         if done.returncode != 0:
             detail = (done.stderr or done.stdout).strip().splitlines()
             reason = detail[-1] if detail else f"exit code {done.returncode}"
@@ -475,7 +475,7 @@ class Cluster:
             raise errors.ServerError(
                 f"PostgreSQL {self.version} in {self.directory} did not start: {tail or exc}",
                 fix=f"see {self.log}",
-            ) from None
+            ) from exc
 
     def _remove_stale_locks(self) -> None:
         """Remove the lock files of a server that died without cleaning up (kill -9, OOM).

@@ -55,6 +55,10 @@ def quiet(line: str) -> None:
     """The default progress callback: says nothing."""
 
 
+class ListenerExited(errors.AgentchatError):
+    """An ``agentchat listen`` process of the soak exited before the traffic began."""
+
+
 @dataclass(frozen=True)
 class SoakOptions:
     minutes: float
@@ -333,16 +337,17 @@ class _Writer:
         number = index
         while not self._stop.is_set():
             try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.source, autocommit=True, connect_timeout=5)
-                params = self._next(rng, number)
-                msg_id = messaging.send_on(conn, params)
+                with _db.wrap_errors(self.source):
+                    if conn is None or conn.closed:
+                        conn = psycopg.connect(self.source, autocommit=True, connect_timeout=5)
+                    params = self._next(rng, number)
+                    msg_id = messaging.send_on(conn, params)
                 number += self.connections
                 with self._lock:
                     self.sent += 1
                     self.recent = [*self.recent[-49:], (msg_id, params["sender"],
                                                         params["mentions"])]  # fmt: skip
-            except psycopg.Error:  # a fault: the server went away; try again shortly
+            except errors.DatabaseError:  # a fault: the server went away; try again shortly
                 with self._lock:
                     self.errors += 1
                 if conn is not None:
@@ -443,7 +448,7 @@ class _Soak:
             total += int(row[0]) if row else 0
         for name, process in self.listeners.items():
             if not process.alive:
-                raise errors.AgentchatError(f"listener {name} exited: {process.last_error()}")
+                raise ListenerExited(f"listener {name} exited: {process.last_error()}")
         return total
 
     # faults --------------------------------------------------------------------------------
@@ -709,5 +714,5 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise errors.AgentchatError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise errors.TimedOut(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.2)

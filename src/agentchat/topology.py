@@ -113,11 +113,11 @@ class Topology:
         lock = filelock.FileLock(str(self.path.with_name(f".{self.path.name}.lock")))
         try:
             lock.acquire(timeout=LOCK_TIMEOUT)
-        except filelock.Timeout:
+        except filelock.Timeout as exc:
             raise errors.ConfigError(
                 f"topology file {self.path} stayed locked for {LOCK_TIMEOUT:.0f} s",
                 fix="another agentchat command is changing it; wait for it and run this again",
-            ) from None
+            ) from exc
         try:
             current = load(self.path)
             yield current
@@ -174,18 +174,18 @@ def load(config: Path | str | None = None, *, required: bool = False) -> Topolog
     path = locate(config)
     try:
         data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
+    except FileNotFoundError as exc:
         if required:
-            raise errors.ConfigError(f"topology file {path} does not exist") from None
+            raise errors.ConfigError(f"topology file {path} does not exist") from exc
         return Topology(path)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise errors.ConfigError(f"cannot read topology file {path}: {exc}") from None
+        raise errors.ConfigError(f"cannot read topology file {path}: {exc}") from exc
     try:
         source = data.get("source", {})
         replicas = [Replica(str(r["name"]), str(r["dsn"])) for r in data.get("replicas", [])]
         return Topology(path, source.get("dsn"), source.get("publication"), replicas)
     except (KeyError, TypeError, AttributeError) as exc:
-        raise errors.ConfigError(f"topology file {path} is malformed: {exc!r}") from None
+        raise errors.ConfigError(f"topology file {path} is malformed: {exc!r}") from exc
 
 
 def _same(a: str, b: str) -> bool:

