@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import re
 from pathlib import Path
 
@@ -356,3 +357,24 @@ def test_compose_leaves_a_queries_comment_out() -> None:
     found = parse_queries("-- name: x\n-- what it is for\n-- more\nDROP TABLE {t};\n")
     assert found["x"].as_string(None).startswith("-- what")
     assert placeholders(found["x"].as_string(None)) == {"t"}
+
+
+# -- the former module paths ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("agentchat.preflight", "agentchat.replication.preflight"),
+        ("agentchat.replication_role", "agentchat.replication.role"),
+        ("agentchat.passfile", "agentchat.replication.passfile"),
+        ("agentchat.replication", "agentchat.replication.lifecycle"),
+    ],
+)
+def test_former_module_paths_re_export_the_same_objects(old: str, new: str) -> None:
+    shim, module = importlib.import_module(old), importlib.import_module(new)
+    assert shim.__all__
+    for name in shim.__all__:
+        value = getattr(shim, name)
+        if hasattr(module, name):
+            assert getattr(module, name) is value, name

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from psycopg import conninfo as _conninfo
 
@@ -32,6 +33,9 @@ KEEP_KEYS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "connect_t
 CREATE_STEPS = ("role", "publication", "slot", "subscription")
 #: the steps every run takes after them (a re-run too)
 FINISH_STEPS = ("sync", "install", "topology")
+
+#: what an add does about ``history_from`` (:attr:`ReplicationPlan.history`)
+History = Literal["keep", "clear", "record"]
 
 
 # -- names ----------------------------------------------------------------------------------
@@ -198,7 +202,7 @@ class ReplicationPlan:
     check_history: bool
     #: ``"clear"``: the replica holds all history (forget ``history_from``); ``"record"``:
     #: only what comes after now (remember the source's newest id); ``"keep"``: a re-run
-    history: str = field(default="keep")
+    history: History = "keep"
     #: what is there already and is used as it is (``"publication agent_chat_pub"``; an own
     #: role that exists gets a new password), and what this add would make
     exists: tuple[str, ...] = ()
