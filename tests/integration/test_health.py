@@ -34,13 +34,13 @@ class Topo:
 
 
 @pytest.fixture
-def topo(hub: Cluster, db: str, db2: str, remote_db: str, tmp_path: Path) -> Topo:
+def topo(installed_db: str, installed_db2: str, installed_remote_db: str, tmp_path: Path) -> Topo:
     """nova (hub) -> one replica in the same cluster, one on the remote cluster."""
-    install.install(db)
     file = topology.Topology(tmp_path / "agentchat.toml")
-    for target in (db2, remote_db):
-        replication.add(db, target, topology=file, timeout=60)
-    return Topo(db, [db2, remote_db], file.path)
+    replicas = [installed_db2, installed_remote_db]
+    for target in replicas:
+        replication.add(installed_db, target, topology=file, timeout=60)
+    return Topo(installed_db, replicas, file.path)
 
 
 def send(conninfo: str, text: str = "hello") -> int:
