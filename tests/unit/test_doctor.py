@@ -8,10 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from agentchat.ops.doctor import (
+    Repair,
     RowSummary,
     SourceLook,
     explain_stopped,
     judge_across,
+    plan_repairs,
     repair_text,
     source_place,
 )
@@ -215,3 +217,46 @@ def test_explain_stopped_leaves_other_checks_and_their_order_alone() -> None:
 )  # fmt: skip
 def test_source_place_drops_user_and_password(conninfo: str, place: str) -> None:
     assert source_place(conninfo) == place
+
+
+def repairable(db: str, check: str, repair: str | None, subject: str | None = None) -> Check:
+    return Check(db, check, Verdict.BROKEN, "x", "y", repair, subject)
+
+
+@pytest.mark.parametrize(
+    ("checks", "plan"),
+    [
+        ([], []),
+        # not repairable: doctor --fix leaves them to a person
+        ([repairable("owl", "conflict", None, "26"), repairable("owl", "apply_worker", None)], []),
+        # the policy once per database, however many triggers are wrong, databases by name
+        ([repairable("owl", "trigger_mode", "policy", "t1"),
+          repairable("graybeard", "trigger_mode", "policy", "t2"),
+          repairable("owl", "trigger_mode", "policy", "t3")],
+         [Repair("policy", "graybeard"), Repair("policy", "owl")]),
+        # trigger modes, then subscription settings, then passwords, then enabling
+        ([repairable("owl", "subscription_enabled", "enable", "s1"),
+          repairable("owl", "password", "password", "s1"),
+          repairable("owl", "disable_on_error", "subscription", "s1"),
+          repairable("owl", "trigger_mode", "policy", "t1")],
+         [Repair("policy", "owl"), Repair("subscription", "owl"),
+          Repair("password", "owl", "s1"), Repair("enable", "owl", "s1")]),
+        # per subscription, in check order; one without a subject cannot be named: skipped
+        ([repairable("owl", "subscription_enabled", "enable", "s2"),
+          repairable("graybeard", "subscription_enabled", "enable", "s1"),
+          repairable("owl", "subscription_enabled", "enable", None)],
+         [Repair("enable", "owl", "s2"), Repair("enable", "graybeard", "s1")]),
+    ],
+)  # fmt: skip
+def test_what_fix_will_do_and_in_which_order(checks: list[Check], plan: list[Repair]) -> None:
+    assert plan_repairs(checks) == plan
+
+
+def test_a_conflict_leaves_its_stopped_subscription_out_of_the_plan() -> None:
+    """explain_stopped takes the repair off a subscription a conflict stops: fix must not
+    enable it (it would only fail again)."""
+    checks = explain_stopped([stopped(), conflict()])
+    assert plan_repairs(checks) == []
+    assert plan_repairs(explain_stopped([stopped()])) == [
+        Repair("enable", "owl", "agent_chat_from_nova")
+    ]

@@ -310,38 +310,71 @@ def explain_stopped(checks: Sequence[Check]) -> list[Check]:
 # -- repairs -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Repair:
+    """One thing ``doctor --fix`` will do: *kind* is a check's ``repair`` (``policy``,
+    ``subscription``, ``password``, ``enable``), on *database*, for *subject* (a subscription;
+    None for the database-wide ones)."""
+
+    kind: str
+    database: str
+    subject: str | None = None
+
+
+#: the order repairs run in: trigger modes, then subscription settings (disable_on_error, which
+#: also enables), then passwords, then enabling what is still stopped
+REPAIR_ORDER = ("policy", "subscription", "password", "enable")
+
+
+def plan_repairs(checks: Sequence[Check]) -> list[Repair]:
+    """What ``fix`` does for these checks, in order: the policy and the subscription settings
+    once per database (sorted by name), a password and an enable per subscription (in check
+    order). Checks that are not repairable are left alone."""
+    plan: list[Repair] = []
+    for kind in REPAIR_ORDER[:2]:
+        plan += [
+            Repair(kind, db) for db in sorted({c.database for c in checks if c.repair == kind})
+        ]
+    for kind in REPAIR_ORDER[2:]:
+        plan += [Repair(kind, c.database, c.subject) for c in checks
+                 if c.repair == kind and c.subject]  # fmt: skip
+    return plan
+
+
 @_db.wrap_exceptions
 def fix(report: Report, conninfos: Sequence[str], *, source: str | None = None) -> list[str]:
-    """Repair what is safe: trigger modes (the installer's policy), disable_on_error, a
-    subscription whose password the source refuses (*source*: a superuser DSN of the source,
-    by default the replica's credentials at the subscription's host), and enable subscriptions
-    whose cause is gone. Returns one line per thing done."""
+    """Repair what is safe (:func:`plan_repairs`): trigger modes (the installer's policy; no
+    migration, that is `upgrade`'s job), disable_on_error, a subscription whose password the
+    source refuses (*source*: a superuser DSN of the source, by default the replica's
+    credentials at the subscription's host), and enable subscriptions whose cause is gone.
+    Returns one line per thing done."""
     done: list[str] = []
     by_name = {f.name: f for f in report.databases}
-    policy_dbs = {c.database for c in report.checks if c.repair == "policy"}
-    for name in sorted(policy_dbs):  # trigger modes only: migrations are `upgrade`'s job
-        changes = installer.repair_policy(by_name[name].conninfo)
-        done += [f"{name}: {c.trigger} {c.old.name} -> {c.new.name}" for c in changes]
-    for name in sorted({c.database for c in report.checks if c.repair == "subscription"}):
-        done += [f"{name}: {what}" for what in installer.repair_subscriptions(
-            by_name[name].conninfo)]  # fmt: skip
-    for check in report.checks:
-        if check.repair == "password" and check.subject:
-            done.append(_fix_password(by_name[check.database], check.subject, source))
-    for check in report.checks:
-        if check.repair == "enable" and check.subject:
-            conninfo = by_name[check.database].conninfo
-            with _db.connection(conninfo) as conn:
-                enable = sql.Identifier(check.subject)
-                conn.execute(queries.compose("enable_subscription", subscription=enable))
-                stayed = _stays_enabled(conn, check.subject)
-            state = (
-                "its apply worker is running"
-                if stayed
-                else "but it stopped again: the cause is still there, see the server log"
-            )
-            done.append(f"{check.database}: enabled subscription {check.subject} ({state})")
+    for repair in plan_repairs(report.checks):
+        name, facts = repair.database, by_name[repair.database]
+        if repair.kind == "policy":
+            changes = installer.repair_policy(facts.conninfo)
+            done += [f"{name}: {c.trigger} {c.old.name} -> {c.new.name}" for c in changes]
+        elif repair.kind == "subscription":
+            done += [f"{name}: {what}" for what in installer.repair_subscriptions(facts.conninfo)]
+        elif repair.kind == "password" and repair.subject:
+            done.append(_fix_password(facts, repair.subject, source))
+        elif repair.kind == "enable" and repair.subject:
+            done.append(f"{name}: {_enable(facts.conninfo, repair.subject)}")
     return done
+
+
+def _enable(conninfo: str, subscription: str) -> str:
+    with _db.connection(conninfo) as conn:
+        name = sql.Identifier(subscription)
+        conn.execute(queries.compose("enable_subscription", subscription=name))
+        stayed = _stays_enabled(conn, subscription)
+    state = (
+        "its apply worker is running"
+        if stayed
+        else "but it stopped again: the cause is still there, see the server log"
+    )
+    return f"enabled subscription {subscription} ({state})"
 
 
 def _fix_password(facts: DatabaseFacts, subscription: str, source: str | None) -> str:
