@@ -1,6 +1,8 @@
 """`agentchat send`, `listen` and `prune` as users run them: real subprocesses, real clusters.
 
-Every command here is the installed console script; the database is checked directly.
+Every command here is the installed console script, except refusals decided from the arguments
+alone, which run :func:`agentchat.cli.main` (what the console script runs) in this process
+(:func:`tests.helpers.invoke`); the database is checked directly.
 """
 
 from __future__ import annotations
@@ -21,19 +23,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agentchat import install, messaging, replication, topology
+from agentchat import messaging, replication, topology
 from agentchat.server import Cluster
 from tests import helpers
-from tests.helpers import execute, marks, wait_for
+from tests.helpers import EXE, execute, invoke, marks, ok, one_line_error, pg_env, run_cli, wait_for
 from tests.integration.test_agents import assert_poison_failed, let_anything_in
 
-EXE = str(Path(sys.executable).with_name("agentchat"))
 PY = f"{shlex.quote(sys.executable)} -S -E"  # a Python handler without site: quick to start
 KEYS = {"id", "channel", "sender", "mentions", "reply_to", "created_at", "message"}
-
-
-def pg_env(cluster: Cluster) -> dict[str, str]:
-    return {"PGHOST": str(cluster.socket_dir), "PGPORT": str(cluster.port), "PGUSER": "postgres"}
 
 
 def cli(
@@ -42,37 +39,18 @@ def cli(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `agentchat ARGS` with *input* (text or raw bytes) on stdin; output decoded."""
-    data = input.encode() if isinstance(input, str) else input
-    done = subprocess.run(
-        [EXE, *args], input=data, capture_output=True, check=False, timeout=120, cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    return subprocess.CompletedProcess(
-        done.args, done.returncode, done.stdout.decode(errors="replace"),
-        done.stderr.decode(errors="replace"),
-    )  # fmt: skip
-
-
-def ok(done: subprocess.CompletedProcess[str]) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr}"
-    assert "Traceback" not in done.stderr
-    return done.stdout
+    """Run the installed `agentchat ARGS` in its own process, *input* (text or raw bytes) on
+    stdin (an empty one by default); output decoded."""
+    return run_cli(*args, input=input, env=env, cwd=cwd)
 
 
 def assert_one_line_error(
-    done: subprocess.CompletedProcess[str], fragment: str, code: int | None = 2
+    done: subprocess.CompletedProcess[str], fragment: str, code: int = 2
 ) -> str:
-    assert done.returncode != 0, done.stdout
-    if code is not None:
-        assert done.returncode == code, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("agentchat: error: "), lines[0]
+    """Exit *code*, nothing on stdout, one `agentchat: error: ` line with *fragment*, no
+    traceback."""
     assert "Traceback" not in done.stderr
-    assert fragment in lines[0], lines[0]
-    assert done.stdout == ""
-    return lines[0]
+    return one_line_error(done, fragment, code)
 
 
 def chat(conninfo: str) -> list[tuple[object, ...]]:
@@ -111,16 +89,15 @@ def count(conninfo: str, query: str = "SELECT count(*) FROM agent_chat") -> int:
 
 
 @pytest.fixture
-def chatdb(db: str) -> str:
-    install.install(db)
-    return db
+def chatdb(installed_db: str) -> str:
+    """A fresh database with agentchat installed (a copy of the installed template)."""
+    return installed_db
 
 
 @pytest.fixture
-def replica(db: str, remote_db: str, tmp_path: Path) -> str:
-    """remote_db, a replica of db on another cluster; the topology is ./agentchat.toml."""
-    install.install(db)
-    replication.add(db, remote_db, topology=topology.Topology(tmp_path / "agentchat.toml"),
+def replica(chatdb: str, remote_db: str, tmp_path: Path) -> str:
+    """remote_db, a replica of chatdb on another cluster; the topology is ./agentchat.toml."""
+    replication.add(chatdb, remote_db, topology=topology.Topology(tmp_path / "agentchat.toml"),
                     timeout=60)  # fmt: skip
     return remote_db
 
@@ -179,12 +156,11 @@ def test_send_prints_the_id_and_stores_the_message(chatdb: str, hub: Cluster) ->
 
 
 @pytest.fixture(scope="module")
-def bad_input_db(hub: Cluster) -> Iterator[str]:
+def bad_input_db(hub: Cluster, hub_template: str) -> Iterator[str]:
     """One installed database for all the bad-input cases (each leaves agent_chat empty)."""
     name = f"t_bad_{os.getpid()}_{hub.version}"
     helpers.drop_database(hub, name)
-    execute(hub.conninfo(), f'CREATE DATABASE "{name}"')
-    install.install(hub.conninfo(name))
+    helpers.create_database(hub, name, hub_template)
     yield hub.conninfo(name)
     helpers.drop_database(hub, name)
 
@@ -215,7 +191,13 @@ BAD_SENDS: list[tuple[str, list[str], str | bytes | None, str]] = [
 def test_bad_input_is_one_line_exit_2_and_stores_nothing(
     bad_input_db: str, args: list[str], stdin: str | bytes | None, fragment: str
 ) -> None:
-    done = cli("send", "--dsn", bad_input_db, *args, input=stdin if stdin is not None else "x")
+    """A refusal that reads standard input is made by the console script in its own process;
+    one decided from the arguments alone by the command's function in this process
+    (:func:`agentchat.cli.main`, what the console script runs: the same line and exit code)."""
+    if stdin is None:
+        done = invoke("send", "--dsn", bad_input_db, *args, input="x")
+    else:
+        done = cli("send", "--dsn", bad_input_db, *args, input=stdin)
     assert_one_line_error(done, fragment, code=2)
     assert count(bad_input_db) == 0
 
@@ -230,7 +212,7 @@ def test_bad_input_is_one_line_exit_2_and_stores_nothing(
     ids=["listen name", "listen channel", "prune negative"],
 )
 def test_bad_listen_and_prune_arguments(bad_input_db: str, args: list[str], fragment: str) -> None:
-    assert_one_line_error(cli(*args, "--dsn", bad_input_db), fragment, code=2)
+    assert_one_line_error(invoke(*args, "--dsn", bad_input_db), fragment, code=2)
     assert count(bad_input_db, "SELECT count(*) FROM agent_chat_processed") == 0
 
 
@@ -393,8 +375,9 @@ def test_listen_exec_round_trip(chatdb: str, replier: str) -> None:
     assert [m["reply_to"] for m in once(db, "nova")] == [hello]
 
 
-def test_listen_exec_on_a_replica_replies_at_the_source(db: str, replica: str,
+def test_listen_exec_on_a_replica_replies_at_the_source(chatdb: str, replica: str,
                                                         replier: str) -> None:  # fmt: skip
+    db = chatdb
     asked = [messaging.send(db, sender="nova", message=f"q{i}", to=["graybeard"]) for i in range(3)]
     wait_replicated(db, replica)
     # the replica's user (agentadmin) is no user at the source's server: said at once, one line
@@ -546,7 +529,7 @@ CREATE TRIGGER test_hold_delivery AFTER UPDATE ON agent_chat_processed
 
 @pytest.mark.parametrize("where", ["plain", "replica"])
 def test_kill_9_between_the_reply_and_the_mark(
-    where: str, db: str, tmp_path: Path, request: pytest.FixtureRequest
+    where: str, chatdb: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """The worst moment to die: the reply is posted, the mark not yet committed.
 
@@ -556,10 +539,9 @@ def test_kill_9_between_the_reply_and_the_mark(
     already committed at the source, and the redelivery must find it instead of posting again.
     """
     if where == "replica":
-        source, home = db, request.getfixturevalue("replica")
+        source, home = chatdb, request.getfixturevalue("replica")
     else:
-        install.install(db)
-        source = home = db
+        source = home = chatdb
     log = tmp_path / "handled.log"
     command = logging_handler(log)
     with psycopg.connect(home, autocommit=True) as holder:
@@ -697,8 +679,9 @@ def test_prune_dry_run_json_and_real(chatdb: str) -> None:
 
 
 def test_prune_refuses_a_replica_and_uses_the_topology_source(
-    db: str, replica: str, tmp_path: Path
+    chatdb: str, replica: str, tmp_path: Path
 ) -> None:
+    db = chatdb
     old = [messaging.send(db, sender="nova", message=f"old {i}", to=["*"]) for i in range(2)]
     new = [messaging.send(db, sender="nova", message=f"new {i}", to=["*"]) for i in range(2)]
     age(db, old)
@@ -775,14 +758,11 @@ def test_text_survives_a_legacy_locale(chatdb: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("where", ["plain", "replica"])
 def test_exec_replies_even_after_the_agent_answered_by_hand(
-    where: str, db: str, replier: str, request: pytest.FixtureRequest
+    where: str, chatdb: str, replier: str, request: pytest.FixtureRequest
 ) -> None:
     """A reply the agent posted by other means is not mistaken for an interrupted delivery's."""
-    if where == "replica":
-        home = request.getfixturevalue("replica")
-    else:
-        install.install(db)
-        home = db
+    db = chatdb
+    home = request.getfixturevalue("replica") if where == "replica" else db
     asked = messaging.send(db, sender="nova", message="question", to=["graybeard"])
     wait_replicated(db, home)
     # graybeard answers by hand first (from its own database), then its listener runs
@@ -840,11 +820,12 @@ print("re")
 
 
 def test_a_source_lost_mid_run_is_named_and_once_and_idle_timeout_hold(
-    db: str, replica: str, tmp_path: Path
+    chatdb: str, replica: str, tmp_path: Path
 ) -> None:
     """The source goes away after listen started (its role locked out by the handler itself):
     the warnings name the source, not the replica, and --once / --idle-timeout still end the
     run (exit 1, the error), where it used to retry forever."""
+    db = chatdb
     role = f"writer_{uuid.uuid4().hex[:8]}"
     execute(db, f'CREATE ROLE "{role}" LOGIN SUPERUSER')
     writer = psycopg.conninfo.make_conninfo(db, user=role)
@@ -912,9 +893,10 @@ BAD_NUMBERS: list[tuple[list[str], str]] = [
 
 def test_numeric_options_out_of_range_are_bad_input(bad_input_db: str) -> None:
     """Each was exit 1 (bigint out of range), 70 (an overflow), a busy loop (nan), or every
-    message failing (a timeout the OS cannot wait for): now exit 2, one line, nothing done."""
+    message failing (a timeout the OS cannot wait for): now exit 2, one line, nothing done.
+    Refused from the arguments alone: in this process, through :func:`agentchat.cli.main`."""
     for args, option in BAD_NUMBERS:
-        done = cli(*args, "--dsn", bad_input_db)
+        done = invoke(*args, "--dsn", bad_input_db)
         assert_one_line_error(done, option, code=2)
     assert count(bad_input_db) == 0
     assert count(bad_input_db, "SELECT count(*) FROM agent_chat_processed") == 0
@@ -926,14 +908,15 @@ def test_hostile_input_to_send_and_listen(chatdb: str, tmp_path: Path) -> None:
     many = [f"--to={','.join(f'a{i}-{n}' for n in range(10_000))}" for i in range(10)]
     assert_one_line_error(cli("send", "--dsn", db, "--as", "nova", *many, "hi"),
                           "too many recipients (100000; at most 64)")  # fmt: skip
-    # a 10,000-character name or channel, a channel with a newline: one short line each
+    # a 10,000-character name or channel, a channel with a newline: one short line each (refused
+    # from the arguments: in this process, through agentchat.cli.main)
     for args, fragment in (
         (["--as", "n" * 10_000], "invalid sender 'nnnnnnnn"),
         (["--as", "nova", "--to", "o" * 10_000], "invalid recipient"),
         (["--as", "nova", "--channel", "ops\nroom"], "invalid channel 'ops\\nroom'"),
         (["--as", "nova", "--channel", "c" * 10_000], "invalid channel"),
     ):
-        line = assert_one_line_error(cli("send", "--dsn", db, *args, "hi"), fragment)
+        line = assert_one_line_error(invoke("send", "--dsn", db, *args, "hi"), fragment)
         assert len(line) < 300
     assert count(db) == 0
 

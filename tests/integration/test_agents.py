@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from agentchat import errors, install, messaging, replication
+from agentchat import errors, messaging, replication
 from agentchat.agent import Agent
 from agentchat.aio import AsyncAgent
 from agentchat.messaging import Message
@@ -32,11 +32,11 @@ class Topo:
 
 
 @pytest.fixture
-def topo(db: str, db2: str, remote_db: str) -> Topo:
-    install.install(db)
+def topo(installed_db: str, db2: str, remote_db: str) -> Topo:
+    """A source (a copy of the installed template) and its two replicas, made by `add`."""
     for target in (db2, remote_db):
-        replication.add(db, target, timeout=60)
-    return Topo(db, db2, remote_db)
+        replication.add(installed_db, target, timeout=60)
+    return Topo(installed_db, db2, remote_db)
 
 
 @dataclass
@@ -209,8 +209,8 @@ def test_five_agents_on_three_databases_exchange_a_thousand_messages(topo: Topo)
     assert set(handled) == wanted and set(handled.values()) == {1}  # no crash: once each
 
 
-def test_two_listeners_of_one_agent_never_share_a_message(db: str) -> None:
-    install.install(db)
+def test_two_listeners_of_one_agent_never_share_a_message(installed_db: str) -> None:
+    db = installed_db
     first, second = (start(Agent("graybeard", db, poll_interval=0.2)) for _ in range(2))
     sent = [messaging.send(db, sender="nova", message="x", to=["*"]) for _ in range(200)]
     try:
@@ -221,8 +221,8 @@ def test_two_listeners_of_one_agent_never_share_a_message(db: str) -> None:
     assert sorted(first.seen + second.seen) == sent
 
 
-def test_leaving_the_loop_early_redelivers_the_message(db: str) -> None:
-    install.install(db)
+def test_leaving_the_loop_early_redelivers_the_message(installed_db: str) -> None:
+    db = installed_db
     sent = [messaging.send(db, sender="nova", message=f"m{i}", to=["graybeard"]) for i in range(3)]
     with Agent("graybeard", db) as agent:
         for msg in agent.messages(idle_timeout=0):
@@ -254,8 +254,8 @@ def test_replies_at_the_source_are_not_posted_twice_on_redelivery(topo: Topo) ->
     assert marks(topo.local) == [(msg_id, "graybeard", "responded")]
 
 
-def test_a_failing_handler_is_recorded_and_the_rest_proceed(db: str) -> None:
-    install.install(db)
+def test_a_failing_handler_is_recorded_and_the_rest_proceed(installed_db: str) -> None:
+    db = installed_db
     sent = [messaging.send(db, sender="nova", message=t, to=["graybeard"]) for t in "abc"]
 
     def handler(msg: Message) -> str | None:
@@ -358,8 +358,8 @@ def test_a_replica_without_a_recorded_source_says_how_to_send(
     helpers.wait_for(lambda: execute(topo.local, "SELECT count(*) FROM agent_chat") == [(1,)])
 
 
-def test_a_forged_notification_wakes_but_never_misdelivers(db: str) -> None:
-    install.install(db)
+def test_a_forged_notification_wakes_but_never_misdelivers(installed_db: str) -> None:
+    db = installed_db
     other = messaging.send(db, sender="nova", message="for atlas only", to=["atlas"])
     mine = messaging.send(db, sender="nova", message="for sage", to=["sage"])
     agent = Agent("sage", db, poll_interval=300)
@@ -433,12 +433,14 @@ def assert_poison_failed(conninfo: str, agent: str, ids: list[int]) -> None:
         assert reason in str(error), (reason, error)
 
 
-def test_no_row_stops_an_agents_delivery(db: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_row_stops_an_agents_delivery(
+    installed_db: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Rows an older schema let in (a NULL mention, a channel with a newline, a timestamp
     Python cannot hold, ...) are recorded as failed, and every agent gets the next message;
     so does a listener sent a NOTIFY too deeply nested to decode."""
     caplog.set_level(logging.WARNING, logger="agentchat.agent")
-    install.install(db)
+    db = installed_db
     poison = let_anything_in(db)
     good = messaging.send(db, sender="nova", message="after the poison", to=["*"])
 
@@ -471,9 +473,9 @@ def test_no_row_stops_an_agents_delivery(db: str, caplog: pytest.LogCaptureFixtu
         running.stop()
 
 
-def test_recipients_must_be_a_list_of_names(db: str) -> None:
+def test_recipients_must_be_a_list_of_names(installed_db: str) -> None:
     """`to="owl"` used to address ['l', 'o', 'w'] and `to=[None]` to raise AttributeError."""
-    install.install(db)
+    db = installed_db
     asked = messaging.send(db, sender="nova", message="question", to=["owl"])
     bad: list[tuple[object, str]] = [
         ("owl", "recipients must be a list of names, not the string 'owl' (pass a list, e.g."
@@ -521,12 +523,12 @@ class PickyEmbedder:
         return [[None] * 384 if t == "odd" else [0.5] * 384 for t in texts]  # type: ignore[list-item]
 
 
-def test_no_row_stops_the_embedding_worker(db: str) -> None:
+def test_no_row_stops_the_embedding_worker(installed_db: str) -> None:
     """One row the embedder fails on with a NUL byte in its error stopped the whole worker
     (PostgreSQL cannot store the error), on every start: now the row records the error."""
     from agentchat.embeddings.worker import Worker
 
-    install.install(db)
+    db = installed_db
     ids = {t: messaging.send(db, sender="nova", message=t, to=["*"])
            for t in ("fine", "poison", "odd", "also fine")}  # fmt: skip
     stats = Worker(db, PickyEmbedder(), batch_size=10).run(once=True)
@@ -555,10 +557,12 @@ def outcome_of(work: Callable[[], object], timeout: float = 60) -> object:
     return result[0]
 
 
-def test_the_idle_timeout_holds_while_the_database_is_out_of_reach(db: str, hub: Cluster) -> None:
+def test_the_idle_timeout_holds_while_the_database_is_out_of_reach(
+    installed_db: str, hub: Cluster
+) -> None:
     """The agent's database refuses connections mid-delivery: messages(idle_timeout=...) used to
     retry forever; now it raises once that time has passed, naming the database."""
-    install.install(db)
+    db = installed_db
     name = helpers.dbname(db)
     sent = [messaging.send(db, sender="nova", message=f"m{i}", to=["sage"]) for i in range(2)]
 
