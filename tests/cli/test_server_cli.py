@@ -135,7 +135,7 @@ def test_other_version_for_existing_cluster(data_dir: Path, pg_version: int):
     where = ["--data-dir", str(data_dir), "--name", "v"]
     cluster = Cluster(data_dir / "v", version=pg_version, ephemeral=True)
     cluster.init()  # initialised, not started: enough for the version check
-    done = run_cli("server", "start", *where, "--pg-version", str(other))
+    done = invoke("server", "start", *where, "--pg-version", str(other))
     line = one_error_line(done)
     assert f"holds a PostgreSQL {pg_version} cluster, not {other}" in line
     assert cluster.pid() is None
