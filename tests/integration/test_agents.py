@@ -25,6 +25,12 @@ from tests.helpers import execute, marks, wait_for
 
 
 @dataclass
+class Pair:
+    source: str
+    replica: str
+
+
+@dataclass
 class Topo:
     source: str
     local: str  # a replica in the source's cluster
@@ -32,11 +38,25 @@ class Topo:
 
 
 @pytest.fixture
-def topo(installed_db: str, db2: str, remote_db: str) -> Topo:
-    """A source (a copy of the installed template) and its two replicas, made by `add`."""
-    for target in (db2, remote_db):
-        replication.add(installed_db, target, timeout=60)
-    return Topo(installed_db, db2, remote_db)
+def near(installed_db: str, db2: str) -> Pair:
+    """A source (a copy of the installed template) and a replica in its cluster, made by
+    `add`."""
+    replication.add(installed_db, db2, timeout=60)
+    return Pair(installed_db, db2)
+
+
+@pytest.fixture
+def far(installed_db: str, remote_db: str) -> Pair:
+    """A source (a copy of the installed template) and a replica in another cluster ("another
+    host"), made by `add`."""
+    replication.add(installed_db, remote_db, timeout=60)
+    return Pair(installed_db, remote_db)
+
+
+@pytest.fixture
+def topo(near: Pair, far: Pair) -> Topo:
+    """One source and both its replicas (a test that needs one replica asks for near or far)."""
+    return Topo(near.source, near.replica, far.replica)
 
 
 @dataclass
@@ -81,57 +101,57 @@ def listening(conninfo: str, count: int = 1) -> bool:
     return int(str(n)) >= count
 
 
-def test_a_listener_on_a_replica_is_woken_by_notify(topo: Topo) -> None:
+def test_a_listener_on_a_replica_is_woken_by_notify(far: Pair) -> None:
     # a poll interval far beyond the test's wait: only a notification can deliver in time
-    agent = Agent("graybeard", topo.far, send_dsn=topo.source, poll_interval=300)
+    agent = Agent("graybeard", far.replica, send_dsn=far.source, poll_interval=300)
     running = start(agent, reply=lambda m: f"re: {m.message}")
     try:
-        wait_for(lambda: listening(topo.far), what="the listener")
+        wait_for(lambda: listening(far.replica), what="the listener")
         sent = [
-            messaging.send(topo.source, sender="nova", message=f"m{i}", to=["graybeard"])
+            messaging.send(far.source, sender="nova", message=f"m{i}", to=["graybeard"])
             for i in range(3)
         ]
-        wait_for(lambda: len(marks(topo.far, "graybeard")) == 3, timeout=20, what="delivery")
+        wait_for(lambda: len(marks(far.replica, "graybeard")) == 3, timeout=20, what="delivery")
     finally:
         running.stop()
     assert running.seen == sent
-    assert marks(topo.far, "graybeard") == [(i, "graybeard", "responded") for i in sent]
+    assert marks(far.replica, "graybeard") == [(i, "graybeard", "responded") for i in sent]
     # the replies were posted at the source (a replica refuses local writes) and replicated back
     replies = (
         "SELECT reply_to, sender, mentions, message FROM agent_chat WHERE reply_to IS NOT NULL"
     )
     expected = sorted((i, "graybeard", ["nova"], f"re: m{n}") for n, i in enumerate(sent))
-    assert sorted(execute(topo.source, replies)) == expected
-    wait_for(lambda: sorted(execute(topo.far, replies)) == expected, what="replies replicated")
-    assert marks(topo.source) == []  # marks stay where the agent listens
+    assert sorted(execute(far.source, replies)) == expected
+    wait_for(lambda: sorted(execute(far.replica, replies)) == expected, what="replies replicated")
+    assert marks(far.source) == []  # marks stay where the agent listens
 
 
 def test_a_listener_survives_an_immediate_restart_of_its_cluster(
-    topo: Topo, remote: Cluster, caplog: pytest.LogCaptureFixture
+    far: Pair, remote: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="agentchat.agent")
-    running = start(Agent("graybeard", topo.far, send_dsn=topo.source, poll_interval=0.5))
+    running = start(Agent("graybeard", far.replica, send_dsn=far.source, poll_interval=0.5))
     sent: list[int] = []
     stop_writing = threading.Event()
 
     def writer() -> None:
         while not stop_writing.is_set() and len(sent) < 150:
-            sent.append(messaging.send(topo.source, sender="nova", message="x", to=["graybeard"]))
+            sent.append(messaging.send(far.source, sender="nova", message="x", to=["graybeard"]))
             time.sleep(0.01)
 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        wait_for(lambda: len(marks(topo.far)) >= 10, what="the first deliveries")
+        wait_for(lambda: len(marks(far.replica)) >= 10, what="the first deliveries")
         remote.restart(mode="immediate")
         thread.join(60)
-        wait_for(lambda: len(marks(topo.far)) == len(sent), timeout=60, what="every message")
+        wait_for(lambda: len(marks(far.replica)) == len(sent), timeout=60, what="every message")
     finally:
         stop_writing.set()
         thread.join(10)
         running.stop()
     assert len(sent) == 150
-    assert [m[0] for m in marks(topo.far)] == sorted(sent)  # each recorded once (primary key)
+    assert [m[0] for m in marks(far.replica)] == sorted(sent)  # each recorded once (primary key)
     assert set(running.seen) == set(sent)
     assert any("connection lost" in r.getMessage() for r in caplog.records)
 
@@ -212,8 +232,10 @@ def test_five_agents_on_three_databases_exchange_a_thousand_messages(topo: Topo)
 def test_two_listeners_of_one_agent_never_share_a_message(installed_db: str) -> None:
     db = installed_db
     first, second = (start(Agent("graybeard", db, poll_interval=0.2)) for _ in range(2))
-    sent = [messaging.send(db, sender="nova", message="x", to=["*"]) for _ in range(200)]
     try:
+        wait_for(lambda: listening(db, 2), what="both listeners")
+        with Agent("nova", db) as nova:  # one connection: 200 messages in a burst
+            sent = [nova.send("x", to=["*"]) for _ in range(200)]
         wait_for(lambda: len(marks(db)) == 200, what="every message")
     finally:
         first.stop()
@@ -236,22 +258,22 @@ def test_leaving_the_loop_early_redelivers_the_message(installed_db: str) -> Non
     assert [s for _i, _a, s in marks(db)] == ["routed"] * 3
 
 
-def test_replies_at_the_source_are_not_posted_twice_on_redelivery(topo: Topo) -> None:
-    msg_id = messaging.send(topo.source, sender="nova", message="question", to=["graybeard"])
-    wait_for(lambda: execute(topo.local, "SELECT count(*) FROM agent_chat") == [(1,)])
-    with Agent("graybeard", topo.local) as agent:
+def test_replies_at_the_source_are_not_posted_twice_on_redelivery(near: Pair) -> None:
+    msg_id = messaging.send(near.source, sender="nova", message="question", to=["graybeard"])
+    wait_for(lambda: execute(near.replica, "SELECT count(*) FROM agent_chat") == [(1,)])
+    with Agent("graybeard", near.replica) as agent:
         assert not agent.sends_locally
         for msg in agent.messages(idle_timeout=0):
             msg.reply("one")
             msg.reply("two")
             break  # "crash": the replies are at the source, the mark rolled back
-    with Agent("graybeard", topo.local) as agent:
+    with Agent("graybeard", near.replica) as agent:
         handled = agent.run(lambda m: (m.reply("one"), "two")[1], idle_timeout=0)
     assert handled == 1
-    rows = execute(topo.source, "SELECT message FROM agent_chat WHERE reply_to = %s ORDER BY id",
+    rows = execute(near.source, "SELECT message FROM agent_chat WHERE reply_to = %s ORDER BY id",
                    (msg_id,))  # fmt: skip
     assert rows == [("one",), ("two",)]
-    assert marks(topo.local) == [(msg_id, "graybeard", "responded")]
+    assert marks(near.replica) == [(msg_id, "graybeard", "responded")]
 
 
 def test_a_failing_handler_is_recorded_and_the_rest_proceed(installed_db: str) -> None:
@@ -271,14 +293,14 @@ def test_a_failing_handler_is_recorded_and_the_rest_proceed(installed_db: str) -
     assert error == "ValueError: cannot handle b"
 
 
-def test_the_asyncio_agent(topo: Topo) -> None:
-    sent = [messaging.send(topo.source, sender="nova", message=f"a{i}", to=["sage"])
+def test_the_asyncio_agent(far: Pair) -> None:
+    sent = [messaging.send(far.source, sender="nova", message=f"a{i}", to=["sage"])
             for i in range(4)]  # fmt: skip
-    wait_for(lambda: execute(topo.far, "SELECT count(*) FROM agent_chat") == [(4,)])
+    wait_for(lambda: execute(far.replica, "SELECT count(*) FROM agent_chat") == [(4,)])
 
     async def main() -> tuple[list[int], int]:
         got = []
-        async with AsyncAgent("sage", topo.far, send_dsn=topo.source, poll_interval=0.2) as agent:
+        async with AsyncAgent("sage", far.replica, send_dsn=far.source, poll_interval=0.2) as agent:
             async for msg in agent.messages(limit=2):
                 got.append(msg.id)
                 await msg.areply(f"async re {msg.message}")
@@ -294,9 +316,9 @@ def test_the_asyncio_agent(topo: Topo) -> None:
 
     got, handled = asyncio.run(main())
     assert got == sent[:2] and handled == 2
-    assert [s for _i, _a, s in marks(topo.far)] == ["responded"] * 4
+    assert [s for _i, _a, s in marks(far.replica)] == ["responded"] * 4
     replies = execute(
-        topo.source, "SELECT reply_to, message FROM agent_chat WHERE sender = 'sage' ORDER BY id"
+        far.source, "SELECT reply_to, message FROM agent_chat WHERE sender = 'sage' ORDER BY id"
     )
     assert replies == [
         (sent[0], "async re a0"), (sent[1], "async re a1"),
@@ -339,23 +361,23 @@ def test_prune_removes_marks_and_embeddings_on_every_database(
 
 
 @pytest.fixture
-def no_source_recorded(topo: Topo) -> Iterator[str]:
-    execute(topo.local, "DELETE FROM agentchat_settings WHERE key = 'source_conninfo'")
-    yield topo.local
+def no_source_recorded(near: Pair) -> Iterator[str]:
+    execute(near.replica, "DELETE FROM agentchat_settings WHERE key = 'source_conninfo'")
+    yield near.replica
 
 
 def test_a_replica_without_a_recorded_source_says_how_to_send(
-    no_source_recorded: str, topo: Topo
+    no_source_recorded: str, near: Pair
 ) -> None:
     with pytest.raises(Exception, match="--send-dsn"):
         messaging.send(no_source_recorded, sender="sage", message="hi", to=["nova"])
     msg_id = messaging.send(
-        no_source_recorded, sender="sage", message="hi", to=["nova"], send_dsn=topo.source
+        no_source_recorded, sender="sage", message="hi", to=["nova"], send_dsn=near.source
     )
-    assert execute(topo.source, "SELECT sender FROM agent_chat WHERE id = %s", (msg_id,)) == [
+    assert execute(near.source, "SELECT sender FROM agent_chat WHERE id = %s", (msg_id,)) == [
         ("sage",)
     ]
-    helpers.wait_for(lambda: execute(topo.local, "SELECT count(*) FROM agent_chat") == [(1,)])
+    helpers.wait_for(lambda: execute(near.replica, "SELECT count(*) FROM agent_chat") == [(1,)])
 
 
 def test_a_forged_notification_wakes_but_never_misdelivers(installed_db: str) -> None:
@@ -375,14 +397,14 @@ def test_a_forged_notification_wakes_but_never_misdelivers(installed_db: str) ->
     assert marks(db) == [(mine, "sage", "routed"), (later, "sage", "routed")]
 
 
-def test_a_reply_by_hand_never_hides_a_delivery_reply_on_a_replica(topo: Topo) -> None:
-    asked = messaging.send(topo.source, sender="nova", message="question", to=["graybeard"])
-    wait_for(lambda: execute(topo.local, "SELECT count(*) FROM agent_chat") == [(1,)])
-    by_hand = messaging.send(topo.local, sender="graybeard", message="on it", to=["nova"],
+def test_a_reply_by_hand_never_hides_a_delivery_reply_on_a_replica(near: Pair) -> None:
+    asked = messaging.send(near.source, sender="nova", message="question", to=["graybeard"])
+    wait_for(lambda: execute(near.replica, "SELECT count(*) FROM agent_chat") == [(1,)])
+    by_hand = messaging.send(near.replica, sender="graybeard", message="on it", to=["nova"],
                              reply_to=asked)  # fmt: skip
-    with Agent("graybeard", topo.local) as agent:
+    with Agent("graybeard", near.replica) as agent:
         assert agent.run(lambda m: "the answer", idle_timeout=0) == 1
-    rows = execute(topo.source, "SELECT id, message, reply_key FROM agent_chat"
+    rows = execute(near.source, "SELECT id, message, reply_key FROM agent_chat"
                    " WHERE reply_to = %s ORDER BY id", (asked,))  # fmt: skip
     assert rows[0] == (by_hand, "on it", None)
     assert [r[1:] for r in rows[1:]] == [("the answer", f"graybeard:{asked}:1")]
