@@ -243,34 +243,10 @@ def plan(
     slot = slot_name(subscription, facts.target_db, facts.target.system_id)
     chosen = role or slot
     wanted = subscription_params(facts.source_params, chosen, publisher or {})
-    named = facts.named
-    refusal: Refusal | None = None
-    already = False
-    if facts.existing:
-        if list(facts.existing) != [subscription] or not (
-            named is not None and points_at(named.conninfo, wanted)
-        ):
-            refusal = Refusal(
-                f"{facts.target_label} already subscribes to agent_chat"
-                f" (subscription {', '.join(facts.existing)})",
-                "remove it first: agentchat replicate remove --target ...",
-            )
-        else:
-            already = True
-            chosen = role_of(named.conninfo if named else None) or chosen
-            wanted = subscription_params(facts.source_params, chosen, publisher or {})
-    elif named is not None:
-        refusal = Refusal(
-            f"{facts.target_label} already has a subscription named {subscription!r} for other"
-            " tables",
-            "choose another --name",
-        )
-    if refusal is None and facts.slot_exists and not already:
-        drop = f"SELECT pg_drop_replication_slot('{slot}');"
-        refusal = Refusal(
-            f"the source already has a replication slot named {slot!r}",
-            f"if it is left over, drop it there: {drop}",
-        )
+    already, refusal = _judge_existing(facts, subscription, slot, wanted)
+    if already:  # a re-run: the subscription keeps the role it connects as
+        chosen = role_of(facts.named.conninfo if facts.named else None) or chosen
+        wanted = subscription_params(facts.source_params, chosen, publisher or {})
     same = facts.source.system_id == facts.target.system_id
     creating = () if already else tuple(s for s in CREATE_STEPS if s != "slot" or same)
     objects = (
@@ -301,3 +277,34 @@ def plan(
         exists=tuple(what for what, there in objects if there),
         creates=tuple(what for what, there in objects if not there),
     )
+
+
+def _judge_existing(
+    facts: Facts, subscription: str, slot: str, wanted: Mapping[str, str]
+) -> tuple[bool, Refusal | None]:
+    """``(already, refusal)``: whether the target subscribes already, from this source under
+    this name (a re-run), or why the add must stop (subscribed elsewhere or under another name,
+    the name taken by a subscription of other tables, a slot of this name left on the source)."""
+    named = facts.named
+    if facts.existing:
+        rerun = list(facts.existing) == [subscription] and named is not None
+        if rerun and named is not None and points_at(named.conninfo, wanted):
+            return True, None
+        return False, Refusal(
+            f"{facts.target_label} already subscribes to agent_chat"
+            f" (subscription {', '.join(facts.existing)})",
+            "remove it first: agentchat replicate remove --target ...",
+        )
+    if named is not None:
+        return False, Refusal(
+            f"{facts.target_label} already has a subscription named {subscription!r} for other"
+            " tables",
+            "choose another --name",
+        )
+    if facts.slot_exists:
+        drop = f"SELECT pg_drop_replication_slot('{slot}');"
+        return False, Refusal(
+            f"the source already has a replication slot named {slot!r}",
+            f"if it is left over, drop it there: {drop}",
+        )
+    return False, None
