@@ -421,8 +421,9 @@ def test_listen_exec_on_a_replica_replies_at_the_source(chatdb: str, replica: st
 
 
 def logging_handler(log: Path, pause: float = 0.05) -> str:
-    """A --exec command that logs the message id, pauses, then replies "re ID"."""
-    return (f'echo "$AGENTCHAT_MESSAGE_ID" >> {shlex.quote(str(log))}; sleep {pause};'
+    """A --exec command that logs the message id, pauses (if *pause*), then replies "re ID"."""
+    wait = f" sleep {pause};" if pause else ""
+    return (f'echo "$AGENTCHAT_MESSAGE_ID" >> {shlex.quote(str(log))};{wait}'
             ' echo "re $AGENTCHAT_MESSAGE_ID"')  # fmt: skip
 
 
@@ -500,7 +501,9 @@ def test_kill_9_mid_stream_then_restart(chatdb: str, tmp_path: Path) -> None:
     assert 9 <= at_kill < 60, f"{at_kill} marked: the kill was not mid-stream"
     assert [m[0] for m in marks(db)] == sent[:at_kill]  # in order, nothing half-recorded
 
-    again = start_listener(db, command, tmp_path / "second", "--idle-timeout", "1")
+    # the rest need no pause (it only made the kill land mid-stream): same log, same replies
+    again = start_listener(db, logging_handler(log, pause=0), tmp_path / "second",
+                           "--idle-timeout", "1")  # fmt: skip
     assert finish(again) == 0, (tmp_path / "second.err").read_text()
     assert_each_answered_once(db, db, sent)
     seen = Counter(logged(log))
@@ -576,8 +579,9 @@ def test_kill_9_between_the_reply_and_the_mark(
         source, "SELECT reply_to, id FROM agent_chat WHERE reply_to IS NOT NULL")}  # fmt: skip
     assert sorted(before) == (sent[:10] if where == "replica" else sent[:9])
 
-    again = start_listener(home, command, tmp_path / "second", "--idle-timeout", "1",
-                           "--send-dsn", source)  # fmt: skip
+    # no pause now (the hold, not a pause, stopped the first run): same log, same replies
+    again = start_listener(home, logging_handler(log, pause=0), tmp_path / "second",
+                           "--idle-timeout", "1", "--send-dsn", source)  # fmt: skip
     assert finish(again) == 0, (tmp_path / "second.err").read_text()
     assert_each_answered_once(source, home, sent)
     seen = Counter(logged(log))
