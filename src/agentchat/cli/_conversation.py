@@ -14,14 +14,16 @@ listener handled it.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from agentchat import Agent, Message, _db, errors
+from agentchat import _db, errors
+from agentchat.agents.agent import Agent
+from agentchat.agents.message import Message
+from agentchat.agents.notices import parse_notification
 from agentchat.sql import queries
 
 #: a scripted agent's answer to a message: the reply's text, or None for no reply
@@ -109,10 +111,12 @@ class Conversation:
         self._threads.append(thread)
 
     def _watch(self, conn: _db.Connection, database: str) -> None:
-        with conn:
+        with _db.wrap_errors(), conn:
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=0.2):
-                    self._event(int(json.loads(note.payload)["id"]), "arrived", database)
+                    notice = parse_notification(note.payload)
+                    if notice is not None and notice.id is not None:
+                        self._event(notice.id, "arrived", database)
 
     def _handler(self, agent: Agent) -> Callable[[Message], str | None]:
         script: Script = self.scripts.get(agent.name) or _silent
