@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 
 from agentchat import _db, errors, install, policy, replication, topology
 from agentchat.server import Cluster
+from agentchat.sql import load_migrations
 from agentchat.topology import Topology
 from tests import helpers
 from tests.helpers import execute
@@ -133,15 +135,16 @@ def test_fan_out_and_idempotent_re_add(
     msg = send(source, "to everyone", ("*",))
     execute(source, "UPDATE memory_embeddings SET embedding = array_fill(0.25, ARRAY[384])::vector,"
             " model = 'test' WHERE source_id = %s", (msg,))  # fmt: skip
+
+    def embedded(target: str) -> bool:
+        query = "SELECT count(*) FROM memory_embeddings WHERE source_id = %s AND model = 'test'"
+        return bool(execute(target, query, (msg,))[0][0])
+
     for t in targets:
-        helpers.wait_for(lambda t=t: arrived(t, msg), what="fan-out message")
+        helpers.wait_for(functools.partial(arrived, t, msg), what="fan-out message")
         helpers.wait_for(
-            lambda t=t: execute(
-                t, "SELECT count(*) FROM memory_embeddings WHERE source_id = %s AND model = 'test'",
-                (msg,),
-            )[0][0],
-            what="the message's embedding on every target",
-        )  # fmt: skip
+            functools.partial(embedded, t), what="the message's embedding on every target"
+        )
 
     slot_count = len(slots(hub))
     again = replication.add(source, targets[1], topology=topo, timeout=60)
@@ -408,11 +411,11 @@ def test_statements_with_passwords_stay_out_of_the_server_log(hub: Cluster, db: 
                 with pytest.raises(psycopg.errors.UndefinedTable):
                     conn.execute(f"SELECT '{secret}' FROM no_such_table")  # noqa: S608
         conn.execute("SELECT 1")
-    log = helpers.wait_for(
-        lambda: "visible-control-7731" in hub.log.read_text() and hub.log.read_text(),
+    helpers.wait_for(
+        lambda: "visible-control-7731" in hub.log.read_text(),
         what="the control statement in the server log",
     )
-    assert "hidden-secret-7732" not in log
+    assert "hidden-secret-7732" not in hub.log.read_text()
 
 
 def test_failed_add_takes_its_passfile_line_back(
@@ -634,7 +637,7 @@ def test_add_connects_to_the_target_once(
     target = hub.conninfo(name)
     if target_state != "missing":
         execute(hub.conninfo(), f'CREATE DATABASE "{name}"')
-        older = install.load_migrations()[:4] if target_state == "older schema" else None
+        older = load_migrations()[:4] if target_state == "older schema" else None
         install.install(target, migrations=older)
     opened: list[str] = []
     connect = _db.connect
@@ -650,7 +653,7 @@ def test_add_connects_to_the_target_once(
         assert result.tables == 2
         assert opened.count(name) == 1, opened
         assert execute(target, "SELECT max(version) FROM agentchat_migrations") == [
-            (len(install.load_migrations()),)
+            (len(load_migrations()),)
         ]
     finally:
         monkeypatch.undo()
