@@ -9,12 +9,12 @@ probe is deleted afterwards on the source, and the deletion replicates.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import uuid
 from dataclasses import dataclass
 
 from agentchat import _db, errors
+from agentchat.agents.notices import parse_notification
 from agentchat.sql import queries
 
 
@@ -96,8 +96,5 @@ def _wait_gone(target: _db.Connection, probe_id: int, timeout: float) -> bool:
 
 
 def _payload_id(payload: str) -> int | None:
-    try:
-        value = json.loads(payload).get("id")
-    except (ValueError, AttributeError):
-        return None
-    return int(value) if isinstance(value, int) else None
+    notice = parse_notification(payload)
+    return notice.id if notice else None
