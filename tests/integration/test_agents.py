@@ -133,18 +133,25 @@ def test_a_listener_survives_an_immediate_restart_of_its_cluster(
     running = start(Agent("graybeard", far.replica, send_dsn=far.source, poll_interval=0.5))
     sent: list[int] = []
     stop_writing = threading.Event()
+    restarted = threading.Event()
 
     def writer() -> None:
-        while not stop_writing.is_set() and len(sent) < 150:
-            sent.append(messaging.send(far.source, sender="nova", message="x", to=["graybeard"]))
-            time.sleep(0.01)
+        # one connection; a message every 50 ms until the cluster is back, then the rest at once
+        with Agent("nova", far.source) as nova:
+            while not stop_writing.is_set() and len(sent) < 150:
+                sent.append(nova.send("x", to=["graybeard"]))
+                if not restarted.is_set():
+                    time.sleep(0.05)
 
     thread = threading.Thread(target=writer)
     thread.start()
     try:
         wait_for(lambda: len(marks(far.replica)) >= 10, what="the first deliveries")
         remote.restart(mode="immediate")
+        during = len(sent)
+        restarted.set()
         thread.join(60)
+        assert 10 <= during < 150, f"{during} sent by the restart's end: not while writing"
         wait_for(lambda: len(marks(far.replica)) == len(sent), timeout=60, what="every message")
     finally:
         stop_writing.set()
