@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 
-from agentchat import messaging
+from agentchat import errors, messaging
 from agentchat.agent import Agent
 from agentchat.messaging import Message
 from agentchat.server import Cluster
@@ -66,7 +66,8 @@ class Writer:
                 params = messaging.send_params(self.sender, f"n={number}", self.to(number))
                 self.confirmed.append(messaging.send_on(conn, params))
                 number += 1
-            except psycopg.OperationalError:
+            # the connect is psycopg's own; a send goes through agentchat's error boundary
+            except (psycopg.OperationalError, errors.ConnectionFailed):
                 self.failures += 1
                 if conn is not None:
                     conn.close()
