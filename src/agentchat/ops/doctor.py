@@ -34,7 +34,7 @@ from agentchat.ops.facts import (
 )
 from agentchat.ops.judge import DEFAULT_WAL_THRESHOLD, Check, Verdict, judge_rows
 from agentchat.ops.report import Report, status
-from agentchat.replication_role import give_own_role, password_fails, role_of
+from agentchat.replication.role import give_own_role, password_fails, role_of
 from agentchat.sql import queries
 from agentchat.topology import Topology
 
