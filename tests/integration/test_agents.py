@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import cast
 
 import psycopg
 import pytest
@@ -223,7 +225,8 @@ def test_five_agents_on_three_databases_exchange_a_thousand_messages(topo: Topo)
     by_reply = {(int(str(r[1])), str(r[2])) for r in reply_rows}
     assert len(reply_rows) == len(expected) and by_reply == expected  # one reply per delivery
     for r in reply_rows:
-        assert list(r[3]) == [originals[int(str(r[1]))][0]]  # addressed to the original sender
+        mentions = cast("list[str]", r[3])
+        assert list(mentions) == [originals[int(str(r[1]))][0]]  # to the original sender
     recorded = Counter(
         (chat_id, agent)
         for d in {topo.source, topo.local, topo.far}
@@ -343,8 +346,15 @@ def test_prune_removes_marks_and_embeddings_on_every_database(
         conn.execute("SET LOCAL session_replication_role = replica")
         conn.execute("UPDATE agent_chat SET created_at = now() - interval '30 days'"
                      " WHERE id = ANY(%s)", (old,))  # fmt: skip
+
+    def holds(conninfo: str, query: str, rows: list[tuple[object, ...]]) -> bool:
+        return execute(conninfo, query) == rows
+
+    def only_new_marked(conninfo: str) -> bool:
+        return marks(conninfo) == [(new, "graybeard", "routed")]
+
     for replica in (topo.local, topo.far):
-        wait_for(lambda r=replica: execute(r, "SELECT count(*) FROM agent_chat") == [(6,)])
+        wait_for(partial(holds, replica, "SELECT count(*) FROM agent_chat", [(6,)]))
         with Agent("graybeard", replica) as agent:
             assert [m.id for m in agent.messages(idle_timeout=0)] == [*old, new]
     with Agent("graybeard", topo.source) as agent:
@@ -357,9 +367,9 @@ def test_prune_removes_marks_and_embeddings_on_every_database(
     assert result.deleted == 5 and not result.dry_run
 
     for d in vars(topo).values():
-        wait_for(lambda d=d: execute(d, "SELECT id FROM agent_chat") == [(new,)], what="prune")
-        wait_for(lambda d=d: marks(d) == [(new, "graybeard", "routed")], what="marks pruned")
-        wait_for(lambda d=d: execute(d, embedding_rows) == [(1,)], what="embeddings pruned")
+        wait_for(partial(holds, d, "SELECT id FROM agent_chat", [(new,)]), what="prune")
+        wait_for(partial(only_new_marked, d), what="marks pruned")
+        wait_for(partial(holds, d, embedding_rows, [(1,)]), what="embeddings pruned")
     for cluster, start_at in logs.items():
         tail = cluster.log_tail(100000, since=start_at)
         assert "ERROR" not in tail and "conflict" not in tail, tail
