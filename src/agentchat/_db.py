@@ -291,6 +291,14 @@ def connection_error(exc: psycopg.OperationalError, conninfo: str) -> errors.Age
     return errors.ConnectionFailed(f"cannot connect to {where}: {_server_reason(text)}")
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether *exc*, translated or still the driver's (a handler's own query), is worth a retry
+    on a new connection: see :attr:`agentchat.errors.DatabaseError.transient`."""
+    if isinstance(exc, psycopg.Error):
+        exc = translate(exc)
+    return isinstance(exc, errors.DatabaseError) and exc.transient
+
+
 def translate(exc: psycopg.Error, conninfo: str | None = None) -> errors.AgentchatError:
     """Turn a driver error into an agentchat error (one line, the server's hint as the fix).
 

@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypedDict
 
-import psycopg
-
 from agentchat import _db, errors
 from agentchat.agents.message import (
     MAX_ERROR,
@@ -89,11 +87,7 @@ def is_transient(exc: BaseException) -> bool:
     and the message delivered again. agentchat's connection errors (a refused password too: a
     restart may be under way) and any error :attr:`~agentchat.errors.DatabaseError.transient`;
     also a handler's own untranslated driver error of the same kind."""
-    if isinstance(exc, errors.ConnectionFailed):
-        return True
-    if isinstance(exc, errors.DatabaseError):
-        return exc.transient
-    return isinstance(exc, psycopg.OperationalError)
+    return isinstance(exc, errors.ConnectionFailed) or _db.is_transient(exc)
 
 
 def failure_text(exc: BaseException) -> str:
