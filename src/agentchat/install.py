@@ -1,7 +1,7 @@
-"""The installer: database, pgvector, migrations, and trigger modes by the database's role.
+"""The installer: database, pgvector, migrations, and trigger modes by the node's kind.
 
     report = install("postgresql://postgres@/?host=/tmp/sock", database="nova_memory")
-    report.role      # Role.PLAIN, Role.SOURCE or Role.SUBSCRIBER, read from the catalogs
+    report.kind      # NodeKind.PLAIN, .SOURCE or .SUBSCRIBER, read from the catalogs
     report.changes   # trigger modes changed to match the policy ([] on a second run)
     report.subscription_changes  # on a replica: disable_on_error switched off, re-enabled
 
@@ -36,7 +36,7 @@ class InstallReport:
     created: bool = False
     applied: list[str] = field(default_factory=list)
     schema_version: int = 0
-    facts: policy.RoleFacts = field(default_factory=lambda: policy.RoleFacts(False, False))
+    facts: policy.NodeFacts = field(default_factory=lambda: policy.NodeFacts(False, False))
     changes: list[policy.TriggerChange] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -47,8 +47,13 @@ class InstallReport:
     subscription_changes: list[str] = field(default_factory=list)
 
     @property
-    def role(self) -> policy.Role:
-        return self.facts.role
+    def kind(self) -> policy.NodeKind:
+        return self.facts.kind
+
+    @property
+    def role(self) -> policy.NodeKind:
+        """Deprecated: the old name of :attr:`kind`."""
+        return self.kind
 
     @property
     def changed_anything(self) -> bool:
@@ -66,7 +71,8 @@ class InstallReport:
             "created": self.created,
             "applied": self.applied,
             "schema_version": self.schema_version,
-            "role": self.role.value,
+            # the node's kind, kept under its old key "role" for compatibility
+            "role": self.kind.value,
             "subscriptions": list(self.facts.subscriptions),
             "publications": list(self.facts.publications),
             "changes": [
@@ -156,7 +162,7 @@ def _install_into(
     embed_replicated: bool | None = None,
 ) -> None:
     with _db.wrap_errors():
-        if embed_replicated and not policy.read_role(conn).is_subscriber:
+        if embed_replicated and not policy.read_kind(conn).is_subscriber:
             raise errors.InvalidInput(
                 f"{report.database!r} is not a replica (no agent_chat subscription):"
                 " --embed-replicated is for replicas whose source runs no embedding worker",
@@ -193,7 +199,7 @@ def _install_into(
             )
             report.applied = [f"{m.version:04d}_{m.name}" for m in done]
             report.schema_version = schema.schema_version(conn)
-        report.facts = policy.read_role(conn)
+        report.facts = policy.read_kind(conn)
         if report.dry_run:
             report.changes = policy.planned_changes(conn, report.facts)
             report.statements += [c.statement + ";" for c in report.changes]
@@ -253,7 +259,7 @@ def heal_subscriptions(conn: _db.Connection, warnings: list[str] | None = None) 
     return done
 
 
-def _record_source(conn: _db.Connection, facts: policy.RoleFacts) -> None:
+def _record_source(conn: _db.Connection, facts: policy.NodeFacts) -> None:
     """On a replica, remember which source it follows: ``replica_of`` (a description the
     guard's error names) and ``source_conninfo`` (host, port and database, where agents on
     the replica send)."""
@@ -376,7 +382,7 @@ def drop_database(conninfo: str, name: str) -> None:
 def repair_policy(dsn: str) -> list[policy.TriggerChange]:
     """Set the trigger modes by the policy, and nothing else (no migration, no database)."""
     with _db.connection(_db.make_conninfo(dsn)) as conn:
-        facts = policy.read_role(conn)
+        facts = policy.read_kind(conn)
         changes = policy.apply_policy(conn, facts)
         if schema.schema_version(conn) >= 2:
             _record_source(conn, facts)

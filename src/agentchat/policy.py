@@ -1,4 +1,7 @@
-"""The trigger policy: which mode each agent_chat trigger must have, for a database's role.
+"""The trigger policy: which mode each agent_chat trigger must have, for a node's kind.
+
+A node's *kind* (plain, source or subscriber: :class:`NodeKind`) is what the database is in the
+replication topology; it is not a PostgreSQL *role* (a login), the word kept for those.
 
 PostgreSQL decides whether a trigger fires from its mode (``pg_trigger.tgenabled``) and the
 session's ``session_replication_role``; the logical replication apply worker runs as ``replica``:
@@ -62,8 +65,8 @@ class Mode(enum.Enum):
         return f"trigger_mode_{self.name.lower()}"
 
 
-class Role(enum.Enum):
-    """What a database is in the replication topology, as its catalogs say."""
+class NodeKind(enum.Enum):
+    """A node's kind: what a database is in the replication topology, as its catalogs say."""
 
     PLAIN = "plain"
     SOURCE = "source"
@@ -71,8 +74,8 @@ class Role(enum.Enum):
 
 
 @dataclass(frozen=True)
-class RoleFacts:
-    """Replication facts read from the catalogs (never guessed from names)."""
+class NodeFacts:
+    """Replication facts read from the catalogs (never guessed from names): the node's kind."""
 
     is_source: bool
     is_subscriber: bool
@@ -80,21 +83,26 @@ class RoleFacts:
     publications: tuple[str, ...] = ()
 
     @property
-    def role(self) -> Role:
+    def kind(self) -> NodeKind:
         # A database both publishing and subscribing (a relay) follows the subscriber policy.
         if self.is_subscriber:
-            return Role.SUBSCRIBER
-        return Role.SOURCE if self.is_source else Role.PLAIN
+            return NodeKind.SUBSCRIBER
+        return NodeKind.SOURCE if self.is_source else NodeKind.PLAIN
+
+    @property
+    def role(self) -> NodeKind:
+        """Deprecated: the old name of :attr:`kind`."""
+        return self.kind
 
 
-#: the mode each trigger must have, per role of the database
-POLICY: dict[Role, dict[str, Mode]] = {
-    role: {
+#: the mode each trigger must have, per kind of node
+POLICY: dict[NodeKind, dict[str, Mode]] = {
+    kind: {
         NOTIFY_TRIGGER: Mode.ALWAYS,
         EMBED_TRIGGER: Mode.ORIGIN,
         # a replica refuses local writes; ORIGIN never fires for the rows replication applies
-        GUARD_TRIGGER: Mode.ORIGIN if role is Role.SUBSCRIBER else Mode.DISABLED,
-        GUARD_TRUNCATE_TRIGGER: Mode.ORIGIN if role is Role.SUBSCRIBER else Mode.DISABLED,
+        GUARD_TRIGGER: Mode.ORIGIN if kind is NodeKind.SUBSCRIBER else Mode.DISABLED,
+        GUARD_TRUNCATE_TRIGGER: Mode.ORIGIN if kind is NodeKind.SUBSCRIBER else Mode.DISABLED,
         # schema version 3: what follows a deleted (pruned) message
         FORGET_PROCESSED_TRIGGER: Mode.ALWAYS,
         FORGET_EMBEDDING_TRIGGER: Mode.ORIGIN,
@@ -104,7 +112,7 @@ POLICY: dict[Role, dict[str, Mode]] = {
         IMMUTABLE_TRIGGER: Mode.ORIGIN,
         IMMUTABLE_TRUNCATE_TRIGGER: Mode.ORIGIN,
     }
-    for role in Role
+    for kind in NodeKind
 }
 
 REASONS: dict[str, str] = {
@@ -177,10 +185,11 @@ class TriggerChange:
     statement: str = field(compare=False)
 
 
-def read_role(conn: Connection) -> RoleFacts:
-    row = conn.execute(queries["replication_role"]).fetchone()
+def read_kind(conn: Connection) -> NodeFacts:
+    """The node's replication facts (and so its kind) from the catalogs."""
+    row = conn.execute(queries["node_kind"]).fetchone()
     assert row is not None
-    return RoleFacts(
+    return NodeFacts(
         is_subscriber=bool(row[0]),
         is_source=bool(row[1]),
         subscriptions=tuple(row[2] or ()),
@@ -193,10 +202,10 @@ def trigger_modes(conn: Connection) -> dict[str, Mode]:
     return {name: Mode[mode] for _s, _t, name, mode in conn.execute(queries["trigger_status"])}
 
 
-def trigger_report(conn: Connection, facts: RoleFacts | None = None) -> list[TriggerStatus]:
+def trigger_report(conn: Connection, facts: NodeFacts | None = None) -> list[TriggerStatus]:
     """The seed's trigger-status table, with the policy's verdict for each trigger."""
-    facts = facts or read_role(conn)
-    wanted = POLICY[facts.role]
+    facts = facts or read_kind(conn)
+    wanted = POLICY[facts.kind]
     found = trigger_modes(conn)
     rows = [
         TriggerStatus("public", "agent_chat", name, mode, wanted.get(name))
@@ -215,7 +224,7 @@ def alter_statement(trigger: str, mode: Mode) -> sql.Composed:
     return queries.compose(mode.query, trigger=sql.Identifier(trigger))
 
 
-def planned_changes(conn: Connection, facts: RoleFacts) -> list[TriggerChange]:
+def planned_changes(conn: Connection, facts: NodeFacts) -> list[TriggerChange]:
     """The mode changes that bring this database in line with the policy."""
     changes = []
     for status in trigger_report(conn, facts):
@@ -233,10 +242,16 @@ def planned_changes(conn: Connection, facts: RoleFacts) -> list[TriggerChange]:
     return changes
 
 
-def apply_policy(conn: Connection, facts: RoleFacts) -> list[TriggerChange]:
+def apply_policy(conn: Connection, facts: NodeFacts) -> list[TriggerChange]:
     """Set every trigger to its policy mode in one transaction; return what changed."""
     with conn.transaction():
         changes = planned_changes(conn, facts)
         for change in changes:
             conn.execute(alter_statement(change.trigger, change.new))
     return changes
+
+
+# Deprecated names, kept importable: "role" now means a PostgreSQL login role only.
+Role = NodeKind
+RoleFacts = NodeFacts
+read_role = read_kind

@@ -59,8 +59,8 @@ def failing(report: Report) -> dict[str, Verdict]:
 def test_healthy_topology(topo: Topo) -> None:
     report = status(topo.all)
     assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
-    roles = [d.role.role.value for d in report.databases]
-    assert roles == ["source", "subscriber", "subscriber"]
+    kinds = [d.node.kind.value for d in report.databases]
+    assert kinds == ["source", "subscriber", "subscriber"]
     source = report.databases[0]
     assert len(source.slots) == 2 and all(s.active for s in source.slots)
     for replica in report.databases[1:]:

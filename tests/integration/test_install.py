@@ -48,7 +48,7 @@ def test_fresh_install_then_nothing_changes(hub, db: str) -> None:
     first = install.install(hub.conninfo(), database=name)
     assert first.created
     assert first.applied == ALL_MIGRATIONS
-    assert first.role is policy.Role.PLAIN
+    assert first.kind is policy.NodeKind.PLAIN
     assert first.changes == []
     assert modes(db) == PLAIN_MODES
 
@@ -84,7 +84,7 @@ def test_source_detected_from_publication(db: str) -> None:
     install.install(db)
     execute(db, "CREATE PUBLICATION whatever_name FOR TABLE agent_chat")
     report = install.install(db)
-    assert report.role is policy.Role.SOURCE
+    assert report.kind is policy.NodeKind.SOURCE
     assert report.facts.publications == ("whatever_name",)
 
 
@@ -101,8 +101,8 @@ def test_role_comes_from_catalogs_not_names(hub, db: str, db2: str) -> None:
         f"CREATE SUBSCRIPTION agent_chat_from_nova CONNECTION '{hub.conninfo(helpers.dbname(db))}'"
         " PUBLICATION other_pub WITH (create_slot = false, slot_name = 'agent_chat_from_nova')",
     )
-    assert install.install(db2).role is policy.Role.PLAIN
-    assert install.install(db).role is policy.Role.PLAIN
+    assert install.install(db2).kind is policy.NodeKind.PLAIN
+    assert install.install(db).kind is policy.NodeKind.PLAIN
 
 
 @pytest.fixture(params=["one-cluster", "two-clusters"])
@@ -121,10 +121,10 @@ def seed_pair(request, hub, db: str, db2: str, remote_db: str) -> tuple[str, str
 def test_seed_subscriber_is_detected_and_hears_replicated_rows(seed_pair: tuple[str, str]) -> None:
     source, target = seed_pair
     report = install.install(target)
-    assert report.role is policy.Role.SUBSCRIBER
+    assert report.kind is policy.NodeKind.SUBSCRIBER
     assert report.facts.subscriptions == ("agent_chat_from_nova",)
     assert modes(target) == REPLICA_MODES
-    assert install.install(source).role is policy.Role.SOURCE
+    assert install.install(source).kind is policy.NodeKind.SOURCE
 
     with psycopg.connect(target, autocommit=True) as listener:
         listener.execute("LISTEN agent_chat")

@@ -88,8 +88,8 @@ def test_add_replicates_messages_and_embeddings(
     assert arrived(target, before)  # copy_data brought the history
 
     with psycopg.connect(target) as conn:
-        facts = policy.read_role(conn)
-        assert facts.role is policy.Role.SUBSCRIBER
+        facts = policy.read_kind(conn)
+        assert facts.kind is policy.NodeKind.SUBSCRIBER
         assert all(t.ok for t in policy.trigger_report(conn, facts))
         modes = {name: mode.name for name, mode in policy.trigger_modes(conn).items()}
     assert modes["trg_guard_replica_writes"] == "ORIGIN"
@@ -162,7 +162,7 @@ def test_remove_with_source_reachable(hub: Cluster, source: str, remote_db: str,
     assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
     assert topo.replicas == []
     # no longer a replica: the guard is off and local writes work again
-    assert install.install(remote_db).role is policy.Role.PLAIN
+    assert install.install(remote_db).kind is policy.NodeKind.PLAIN
     send(remote_db, "local again")
 
 

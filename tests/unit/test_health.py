@@ -125,7 +125,7 @@ def database(
 ) -> DatabaseFacts:
     return DatabaseFacts(
         conninfo=conninfo, name=conninfo, schema_version=5,
-        role=policy.RoleFacts(is_source=bool(slots), is_subscriber=bool(subs)),
+        node=policy.NodeFacts(is_source=bool(slots), is_subscriber=bool(subs)),
         subscriptions=list(subs), slots=list(slots),
     )  # fmt: skip
 

@@ -37,9 +37,9 @@ from agentchat.policy import (
 )
 from agentchat.topology import Replica, Topology
 
-SOURCE = policy.RoleFacts(is_source=True, is_subscriber=False)
-SUBSCRIBER = policy.RoleFacts(is_source=False, is_subscriber=True)
-PLAIN = policy.RoleFacts(is_source=False, is_subscriber=False)
+SOURCE = policy.NodeFacts(is_source=True, is_subscriber=False)
+SUBSCRIBER = policy.NodeFacts(is_source=False, is_subscriber=True)
+PLAIN = policy.NodeFacts(is_source=False, is_subscriber=False)
 
 
 def sub(**changes: object) -> SubscriptionFacts:
@@ -60,7 +60,7 @@ def trigger(name: str, mode: Mode | None, expected: Mode | None) -> policy.Trigg
 def db(**changes: object) -> DatabaseFacts:
     facts = DatabaseFacts(
         conninfo="dbname=owl", name="owl", version_num=180001, wal_level="logical",
-        schema_version=5, role=PLAIN,
+        schema_version=5, node=PLAIN,
     )  # fmt: skip
     return replace(facts, **changes)  # type: ignore[arg-type]
 
@@ -107,7 +107,7 @@ def test_a_healthy_plain_database() -> None:
 
 
 @pytest.mark.parametrize(
-    ("role", "wal_level", "verdict"),
+    ("node", "wal_level", "verdict"),
     [
         (SOURCE, "replica", Verdict.BROKEN),
         (SOURCE, "minimal", Verdict.BROKEN),
@@ -116,8 +116,8 @@ def test_a_healthy_plain_database() -> None:
         (SUBSCRIBER, "replica", None),
     ],
 )
-def test_wal_level(role: policy.RoleFacts, wal_level: str, verdict: Verdict | None) -> None:
-    checks = [c for c in judge(db(role=role, wal_level=wal_level)) if c.check == "wal_level"]
+def test_wal_level(node: policy.NodeFacts, wal_level: str, verdict: Verdict | None) -> None:
+    checks = [c for c in judge(db(node=node, wal_level=wal_level)) if c.check == "wal_level"]
     if verdict is None:
         assert checks == []
         return
@@ -128,7 +128,7 @@ def test_wal_level(role: policy.RoleFacts, wal_level: str, verdict: Verdict | No
 
 
 @pytest.mark.parametrize(
-    ("role", "status", "verdict", "detail", "fix", "repair"),
+    ("node", "status", "verdict", "detail", "fix", "repair"),
     [
         (SUBSCRIBER, trigger(NOTIFY_TRIGGER, Mode.ALWAYS, Mode.ALWAYS), Verdict.OK,
          f"{NOTIFY_TRIGGER} ALWAYS", None, None),
@@ -164,14 +164,14 @@ def test_wal_level(role: policy.RoleFacts, wal_level: str, verdict: Verdict | No
     ],
 )  # fmt: skip
 def test_trigger_modes(
-    role: policy.RoleFacts,
+    node: policy.NodeFacts,
     status: policy.TriggerStatus,
     verdict: Verdict,
     detail: str,
     fix: str | None,
     repair: str | None,
 ) -> None:
-    check = only(judge(db(role=role, triggers=[status])), "trigger_mode")
+    check = only(judge(db(node=node, triggers=[status])), "trigger_mode")
     assert check.verdict is verdict
     assert detail in check.detail
     assert check.subject == status.trigger
@@ -205,7 +205,7 @@ def test_trigger_modes(
     ],
 )  # fmt: skip
 def test_slots(slot: SlotFacts, threshold: int, verdict: Verdict, detail: str) -> None:
-    check = only(judge(db(role=SOURCE, slots=[slot]), wal_threshold=threshold), "slot")
+    check = only(judge(db(node=SOURCE, slots=[slot]), wal_threshold=threshold), "slot")
     assert check.verdict is verdict
     assert detail in check.detail
     assert check.subject == "s1"
@@ -218,7 +218,7 @@ def test_slots(slot: SlotFacts, threshold: int, verdict: Verdict, detail: str) -
 
 def test_slot_sizes_below_a_kilobyte_are_whole_bytes() -> None:
     slot = SlotFacts("s1", False, "reserved", 512, 3)
-    check = only(judge(db(role=SOURCE, slots=[slot])), "slot")
+    check = only(judge(db(node=SOURCE, slots=[slot])), "slot")
     assert check.detail.endswith("retains 512 B, lag 3 B")
 
 
@@ -253,7 +253,7 @@ def test_no_embeddings_check_below_schema_4() -> None:
 
 
 def test_a_subscriber_is_judged_per_subscription_in_order() -> None:
-    checks = judge(db(role=SUBSCRIBER, subscriptions=[sub(), sub(name="other", enabled=False)]))
+    checks = judge(db(node=SUBSCRIBER, subscriptions=[sub(), sub(name="other", enabled=False)]))
     assert [(c.check, c.subject) for c in checks[2:]] == [
         ("subscription_enabled", "agent_chat_from_nova"),
         ("apply_worker", "agent_chat_from_nova"),
@@ -264,7 +264,7 @@ def test_a_subscriber_is_judged_per_subscription_in_order() -> None:
 
 def test_the_rows_check_comes_last_and_names_the_first_subscription() -> None:
     counts = RowCounts(upto=20, history_from=0, source=20, replica=18)
-    checks = judge(db(role=SUBSCRIBER, subscriptions=[sub()], rows=counts))
+    checks = judge(db(node=SUBSCRIBER, subscriptions=[sub()], rows=counts))
     assert checks[-1].check == "missing_rows" and checks[-1].subject == "agent_chat_from_nova"
     assert checks[-1].verdict is Verdict.BROKEN
 
@@ -290,7 +290,7 @@ def test_the_rows_check_comes_last_and_names_the_first_subscription() -> None:
 def test_subscription_problems_name_their_fix(
     facts: SubscriptionFacts, detail: str, fix: str
 ) -> None:
-    [check] = [c for c in judge(db(role=SUBSCRIBER, subscriptions=[facts])) if not c.ok]
+    [check] = [c for c in judge(db(node=SUBSCRIBER, subscriptions=[facts])) if not c.ok]
     assert detail in check.detail
     assert check.fix is not None and check.fix.startswith(fix)
 
@@ -306,13 +306,13 @@ def test_subscription_problems_name_their_fix(
     ],
 )  # fmt: skip
 def test_what_doctor_fix_may_repair(facts: SubscriptionFacts, check: str, repair: str) -> None:
-    assert only(judge(db(role=SUBSCRIBER, subscriptions=[facts])), check).repair == repair
+    assert only(judge(db(node=SUBSCRIBER, subscriptions=[facts])), check).repair == repair
 
 
 def test_a_working_apply_worker_says_when_it_last_heard() -> None:
     heard = datetime.now(UTC) - timedelta(seconds=30)
     facts = sub(last_message=heard, apply_errors=2, sync_errors=1)
-    check = only(judge(db(role=SUBSCRIBER, subscriptions=[facts])), "apply_worker")
+    check = only(judge(db(node=SUBSCRIBER, subscriptions=[facts])), "apply_worker")
     assert check.ok
     assert check.detail.startswith("pid 4242, last message 3")
     assert check.detail.endswith(" s ago, apply errors 2, sync errors 1")
@@ -320,7 +320,7 @@ def test_a_working_apply_worker_says_when_it_last_heard() -> None:
 
 def test_a_last_message_from_the_future_is_not_negative() -> None:
     facts = sub(last_message=datetime.now(UTC) + timedelta(seconds=60))
-    check = only(judge(db(role=SUBSCRIBER, subscriptions=[facts])), "apply_worker")
+    check = only(judge(db(node=SUBSCRIBER, subscriptions=[facts])), "apply_worker")
     assert "last message 0.0 s ago" in check.detail
 
 
@@ -371,7 +371,7 @@ def test_an_unreachable_database_is_not_a_version() -> None:
 
 
 def test_without_a_topology_file_slots_and_subscriptions_are_not_compared() -> None:
-    source = named("src", role=SOURCE, slots=[SlotFacts("x", False, "reserved", 0, 0)])
+    source = named("src", node=SOURCE, slots=[SlotFacts("x", False, "reserved", 0, 0)])
     assert judge_topology([source, named("a")]) == []
     assert [c.check for c in judge_topology([source, named("a")], topo("a"))] == [
         "subscribed",
@@ -380,7 +380,7 @@ def test_without_a_topology_file_slots_and_subscriptions_are_not_compared() -> N
 
 
 def test_a_listed_replica_that_does_not_answer_makes_unlisted_slots_unsure() -> None:
-    source = named("src", role=SOURCE, slots=[SlotFacts("slot_b", False, "reserved", 0, 0)])
+    source = named("src", node=SOURCE, slots=[SlotFacts("slot_b", False, "reserved", 0, 0)])
     down = named("a", reachable=False)
     [check] = judge_topology([source, down], topo("a"))
     assert check.check == "unlisted_replica" and check.database == "src"
@@ -391,7 +391,7 @@ def test_a_listed_replica_that_does_not_answer_makes_unlisted_slots_unsure() -> 
 
 def test_an_unreachable_source_says_nothing_of_slots() -> None:
     source = named("src", reachable=False, slots=[SlotFacts("slot_b", False, "r", 0, 0)])
-    replica = named("a", role=SUBSCRIBER, subscriptions=[sub(slot="slot_a")])
+    replica = named("a", node=SUBSCRIBER, subscriptions=[sub(slot="slot_a")])
     assert judge_topology([source, replica], topo("a")) == []
 
 
@@ -435,7 +435,7 @@ def test_check_as_dict() -> None:
 def test_report_as_dict_shape() -> None:
     heard = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
     facts = db(
-        role=SUBSCRIBER,
+        node=SUBSCRIBER,
         triggers=[trigger(NOTIFY_TRIGGER, Mode.ALWAYS, Mode.ALWAYS)],
         subscriptions=[sub(last_message=heard, apply_errors=3, apply_errors_first=1)],
         slots=[SlotFacts("s1", True, "reserved", 10, 2)],

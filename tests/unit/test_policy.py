@@ -1,4 +1,4 @@
-"""The trigger policy as data: the same modes for every role, and the seed's mistake named."""
+"""The trigger policy as data: the same modes for every node kind, and the seed's mistake named."""
 
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from agentchat.policy import (
     IMMUTABLE_TRUNCATE_TRIGGER,
     NOTIFY_TRIGGER,
     Mode,
-    Role,
-    RoleFacts,
+    NodeFacts,
+    NodeKind,
 )
 
 
 def test_policy_modes() -> None:
-    for role in Role:
-        guard = Mode.ORIGIN if role is Role.SUBSCRIBER else Mode.DISABLED
-        assert policy.POLICY[role] == {
+    for kind in NodeKind:
+        guard = Mode.ORIGIN if kind is NodeKind.SUBSCRIBER else Mode.DISABLED
+        assert policy.POLICY[kind] == {
             NOTIFY_TRIGGER: Mode.ALWAYS,
             EMBED_TRIGGER: Mode.ORIGIN,
             GUARD_TRIGGER: guard,
@@ -36,14 +36,22 @@ def test_policy_modes() -> None:
             IMMUTABLE_TRIGGER: Mode.ORIGIN,
             IMMUTABLE_TRUNCATE_TRIGGER: Mode.ORIGIN,
         }
-        assert set(policy.POLICY[role]) == set(policy.REASONS)
+        assert set(policy.POLICY[kind]) == set(policy.REASONS)
 
 
-def test_role_from_facts() -> None:
-    assert RoleFacts(False, False).role is Role.PLAIN
-    assert RoleFacts(True, False).role is Role.SOURCE
-    assert RoleFacts(False, True).role is Role.SUBSCRIBER
-    assert RoleFacts(True, True).role is Role.SUBSCRIBER  # a relay follows the subscriber policy
+def test_kind_from_facts() -> None:
+    assert NodeFacts(False, False).kind is NodeKind.PLAIN
+    assert NodeFacts(True, False).kind is NodeKind.SOURCE
+    assert NodeFacts(False, True).kind is NodeKind.SUBSCRIBER
+    # a relay follows the subscriber policy
+    assert NodeFacts(True, True).kind is NodeKind.SUBSCRIBER
+
+
+def test_the_old_role_names_still_work() -> None:
+    """Deprecated aliases: the node's kind was called its role before."""
+    assert policy.Role is NodeKind and policy.RoleFacts is NodeFacts
+    assert policy.read_role is policy.read_kind
+    assert NodeFacts(False, True).role is NodeKind.SUBSCRIBER
 
 
 def test_verdicts() -> None:

@@ -29,7 +29,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def report() -> Report:
     replica = DatabaseFacts(
         conninfo=REPLICA, name="graybeard", resolved=REPLICA, version_num=180004,
-        schema_version=5, role=policy.RoleFacts(False, True, ("agent_chat_from_nova",)),
+        schema_version=5, node=policy.NodeFacts(False, True, ("agent_chat_from_nova",)),
         triggers=[
             policy.TriggerStatus("public", "agent_chat", policy.NOTIFY_TRIGGER,
                                  policy.Mode.ORIGIN, policy.Mode.ALWAYS),

@@ -28,7 +28,7 @@ def test_duplicate_names_are_refused() -> None:
 
 
 def test_shipped_queries_and_migrations_load() -> None:
-    assert {"trigger_status", "replication_role", "migration_lock"} <= set(queries)
+    assert {"trigger_status", "node_kind", "migration_lock"} <= set(queries)
     migrations = load_migrations()
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
     assert migrations[0].name == "initial"

@@ -65,12 +65,12 @@ def render_report(report: installer.InstallReport) -> str:
     lines.append(f"created    {'yes' if report.created else 'no (exists)'}")
     applied = f"applied {', '.join(report.applied)}" if report.applied else "up to date"
     lines.append(f"schema     version {report.schema_version} ({applied})")
-    role = facts.role.value
+    kind = facts.kind.value
     if facts.subscriptions:
-        role += f" (subscriptions: {', '.join(facts.subscriptions)})"
+        kind += f" (subscriptions: {', '.join(facts.subscriptions)})"
     elif facts.publications:
-        role += f" (publications: {', '.join(facts.publications)})"
-    lines.append(f"role       {role}")
+        kind += f" (publications: {', '.join(facts.publications)})"
+    lines.append(f"role       {kind}")  # the node's kind, under its old label "role"
     if facts.is_subscriber and report.embedding_mode is not None:
         mode = report.embedding_mode
         lines.append(f"embeddings {mode.value}: {mode.description}")
@@ -106,12 +106,13 @@ def triggers(dsn: str | None, database: str | None, config: Path | None, fmt: st
     reports = []
     for conninfo in targets:
         with _db.connection(conninfo) as conn:
-            facts = policy.read_role(conn)
+            facts = policy.read_kind(conn)
             reports.append((conninfo, facts, policy.trigger_report(conn, facts)))
     ok = all(rows and all(r.ok for r in rows) for _, _, rows in reports)
     data: object = (
         [
-            {"database": _db.describe(c), "role": f.role.value, "triggers": _trigger_rows(r)}
+            # the node's kind, kept under its old key "role" for compatibility
+            {"database": _db.describe(c), "role": f.kind.value, "triggers": _trigger_rows(r)}
             for c, f, r in reports
         ]
         if from_topology
@@ -143,7 +144,7 @@ def _trigger_rows(rows: list[policy.TriggerStatus]) -> list[dict[str, object]]:
     ]
 
 
-def render_triggers(rows: list[policy.TriggerStatus], facts: policy.RoleFacts) -> str:
+def render_triggers(rows: list[policy.TriggerStatus], facts: policy.NodeFacts) -> str:
     body = _output.table(
         ["schemaname", "tablename", "triggername", "trigger_mode", "verdict"],
         [
@@ -157,4 +158,4 @@ def render_triggers(rows: list[policy.TriggerStatus], facts: policy.RoleFacts) -
             for r in rows
         ],
     )
-    return f"role: {facts.role.value}\n{body}"
+    return f"role: {facts.kind.value}\n{body}"  # the node's kind, under its old label

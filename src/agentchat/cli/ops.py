@@ -49,10 +49,10 @@ def _listed(conninfos: list[str], topo: topology.Topology) -> topology.Topology 
 def render_status(report: Report, *, verbose: bool) -> str:
     lines = []
     for facts in report.databases:
-        role = facts.role.role.value if facts.reachable else "unreachable"
+        kind = facts.node.kind.value if facts.reachable else "unreachable"
         mine = [c for c in report.checks if c.database == facts.name]
         worst = max((c.verdict for c in mine), default=Verdict.OK)
-        lines.append(f"{facts.name}: {role}, schema {facts.schema_version} [{MARK[worst]}]")
+        lines.append(f"{facts.name}: {kind}, schema {facts.schema_version} [{MARK[worst]}]")
         for check in mine:
             if check.ok and not verbose:
                 continue

@@ -41,8 +41,8 @@ def embed_replicated_setting(conn: _db.Connection) -> bool:
     return settings.get(conn, SETTING) == "on"
 
 
-def embedding_mode(conn: _db.Connection, facts: policy.RoleFacts | None = None) -> EmbeddingMode:
-    facts = facts or policy.read_role(conn)
+def embedding_mode(conn: _db.Connection, facts: policy.NodeFacts | None = None) -> EmbeddingMode:
+    facts = facts or policy.read_kind(conn)
     if not facts.is_subscriber:
         return EmbeddingMode.LOCAL
     if embed_replicated_setting(conn):

@@ -100,7 +100,7 @@ def diagnose(
     # doctor counts missing rows itself, with the local rows it finds
     checks = [c for c in report.checks if c.check != "missing_rows"]
     for facts in report.databases:
-        if facts.reachable and facts.role.is_subscriber:
+        if facts.reachable and facts.node.is_subscriber:
             for sub in facts.subscriptions:
                 if sub.carries_agent_chat:
                     checks += judge_across(facts.name, look_across(facts, sub, source))

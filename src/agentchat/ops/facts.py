@@ -109,7 +109,8 @@ class DatabaseFacts:
     wal_level: str = ""
     retry_interval_ms: int = 5000
     schema_version: int = 0
-    role: policy.RoleFacts = field(default_factory=lambda: policy.RoleFacts(False, False))
+    #: the node's replication facts, and so its kind (plain, source, subscriber)
+    node: policy.NodeFacts = field(default_factory=lambda: policy.NodeFacts(False, False))
     triggers: list[policy.TriggerStatus] = field(default_factory=list)
     subscriptions: list[SubscriptionFacts] = field(default_factory=list)
     slots: list[SlotFacts] = field(default_factory=list)
@@ -117,6 +118,11 @@ class DatabaseFacts:
     #: this database's messages against its source's (status with a topology whose source
     #: answered; None otherwise)
     rows: RowCounts | None = None
+
+    @property
+    def role(self) -> policy.NodeFacts:
+        """Deprecated: the old name of :attr:`node`."""
+        return self.node
 
     @property
     def embedding_mode(self) -> EmbeddingMode | None:
@@ -130,7 +136,8 @@ class DatabaseFacts:
             "server_version": self.version_num,
             "wal_level": self.wal_level,
             "schema_version": self.schema_version,
-            "role": self.role.role.value,
+            # the node's kind, kept under its old key "role" for compatibility
+            "role": self.node.kind.value,
             "triggers": [
                 {"trigger": t.trigger, "mode": t.mode_name, "ok": t.ok} for t in self.triggers
             ],
@@ -255,9 +262,9 @@ def gather(conninfo: str, *, watch: bool = True) -> DatabaseFacts:
             facts.version_num, facts.wal_level = int(row[0]), str(row[1])
             facts.retry_interval_ms = int(row[3] or 5000)
             facts.schema_version = schema.schema_version(conn)
-            facts.role = policy.read_role(conn)
+            facts.node = policy.read_kind(conn)
             if facts.schema_version:
-                facts.triggers = policy.trigger_report(conn, facts.role)
+                facts.triggers = policy.trigger_report(conn, facts.node)
             facts.subscriptions = _subscription_facts(conn)
             retry, now = facts.retry_interval_ms, datetime.now(UTC)
             if watch and any(s.suspect(retry, now) for s in facts.subscriptions):
@@ -266,7 +273,7 @@ def gather(conninfo: str, *, watch: bool = True) -> DatabaseFacts:
             if facts.schema_version >= 4:
                 row = conn.execute(queries["embedding_facts"]).fetchone()
                 assert row is not None
-                mode = embedding_mode(conn, facts.role)
+                mode = embedding_mode(conn, facts.node)
                 facts.embeddings = EmbeddingFacts(
                     mode, int(row[0]), int(row[1]), int(row[2]), tuple(row[3])
                 )

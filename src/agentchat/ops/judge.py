@@ -122,7 +122,7 @@ def judge(facts: DatabaseFacts, *, wal_threshold: int = DEFAULT_WAL_THRESHOLD) -
         )
     )
     checks += [_judge_trigger(db, facts, t) for t in facts.triggers]
-    if facts.role.is_source and facts.wal_level != "logical":
+    if facts.node.is_source and facts.wal_level != "logical":
         checks.append(
             Check(
                 db,
@@ -165,7 +165,7 @@ def _judge_trigger(db: str, facts: DatabaseFacts, t: policy.TriggerStatus) -> Ch
             db, "trigger_mode", Verdict.OK, f"{t.trigger} {t.mode_name}", subject=t.trigger
         )
     fix = "agentchat doctor --fix (or agentchat install)"
-    role = facts.role.role.value
+    kind = facts.node.kind.value
     if t.mode is None:
         return Check(
             db,
@@ -175,7 +175,7 @@ def _judge_trigger(db: str, facts: DatabaseFacts, t: policy.TriggerStatus) -> Ch
             "agentchat install",
             subject=t.trigger,
         )
-    if t.trigger == NOTIFY_TRIGGER and facts.role.is_subscriber:
+    if t.trigger == NOTIFY_TRIGGER and facts.node.is_subscriber:
         detail = (
             f"{t.trigger} is {t.mode_name} on a subscriber: agents here hear no replicated"
             " message (it must be ALWAYS)"
@@ -188,10 +188,10 @@ def _judge_trigger(db: str, facts: DatabaseFacts, t: policy.TriggerStatus) -> Ch
             " collided with it and stopped the subscription); it must be ORIGIN"
         )
     elif t.trigger == GUARD_TRIGGER:
-        detail = f"{t.trigger} is {t.mode_name}; on a {role} database it must be {t.expected_name}"
+        detail = f"{t.trigger} is {t.mode_name}; on a {kind} database it must be {t.expected_name}"
         return Check(db, "trigger_mode", Verdict.DEGRADED, detail, fix, "policy", t.trigger)
     else:
-        detail = f"{t.trigger} is {t.mode_name}; on a {role} database it must be {t.expected_name}"
+        detail = f"{t.trigger} is {t.mode_name}; on a {kind} database it must be {t.expected_name}"
     return Check(db, "trigger_mode", Verdict.BROKEN, detail, fix, "policy", t.trigger)
 
 

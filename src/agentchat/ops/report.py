@@ -59,7 +59,7 @@ def _compare_rows(all_facts: Sequence[DatabaseFacts], source: str) -> None:
         f
         for f in all_facts
         if f.reachable
-        and f.role.is_subscriber
+        and f.node.is_subscriber
         and f.conninfo != source
         and any(s.carries_agent_chat and s.worker_pid is not None for s in f.subscriptions)
     ]

@@ -23,9 +23,10 @@ WHERE n.nspname = 'public'
   AND NOT t.tgisinternal
 ORDER BY t.tgname;
 
--- name: replication_role
--- Facts for the replication role, from the catalogs: does a subscription carry agent_chat here,
--- does a publication include it? (pg_publication_tables also covers FOR ALL TABLES.)
+-- name: node_kind
+-- Facts for the node's kind (plain, source, subscriber), from the catalogs: does a subscription
+-- carry agent_chat here, does a publication include it? (pg_publication_tables also covers FOR
+-- ALL TABLES.)
 SELECT
     EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr
             WHERE sr.srrelid = to_regclass('public.agent_chat')) AS is_subscriber,
