@@ -61,13 +61,12 @@ def test_a_wrong_address_still_fails_at_once() -> None:
         _db.connect(wrong)
 
 
-def test_settings_on_a_database_without_and_with_the_schema(db: str) -> None:
-    from agentchat import install, settings
+def test_settings_on_a_database_without_and_with_the_schema(db: str, installed_db: str) -> None:
+    from agentchat import settings
 
     with _db.connection(db) as conn:
         assert settings.get(conn, settings.SOURCE_CONNINFO) is None  # no agentchat_settings yet
-    install.install(db)
-    with _db.connection(db) as conn:
+    with _db.connection(installed_db) as conn:
         assert settings.get(conn, settings.HISTORY_FROM) is None
         settings.put(conn, settings.HISTORY_FROM, "42")
         settings.put(conn, settings.HISTORY_FROM, "43")
@@ -77,11 +76,8 @@ def test_settings_on_a_database_without_and_with_the_schema(db: str) -> None:
         assert settings.get(conn, settings.HISTORY_FROM) is None
 
 
-def test_a_query_error_carries_its_sqlstate_and_constraint(db: str) -> None:
-    from agentchat import install
-
-    install.install(db)
-    with pytest.raises(errors.DatabaseError) as info, _db.connection(db) as conn:
+def test_a_query_error_carries_its_sqlstate_and_constraint(installed_db: str) -> None:
+    with pytest.raises(errors.DatabaseError) as info, _db.connection(installed_db) as conn:
         conn.execute("CREATE TABLE t (id int CONSTRAINT t_pk PRIMARY KEY)")
         conn.execute("INSERT INTO t VALUES (1)")
         conn.execute("INSERT INTO t VALUES (1)")

@@ -13,16 +13,16 @@ from tests.helpers import dbname, execute, seed_subscribe, wait_for
 
 
 @pytest.fixture
-def installed(db: str) -> str:
-    install.install(db)
-    return db
+def installed(installed_db: str) -> str:
+    """A database at the current schema: a clone of the hub's installed template."""
+    return installed_db
 
 
 @pytest.fixture
-def pair(hub: Cluster, db: str, db2: str) -> tuple[str, str]:
-    """A source and a same-cluster replica, subscribed as the seed does, then installed."""
-    install.install(db)
-    install.install(db2)
+def pair(hub: Cluster, installed_db: str, installed_db2: str) -> tuple[str, str]:
+    """A source and a same-cluster replica (both installed: clones of the hub's template),
+    subscribed as the seed does, then installed again (which makes db2 a replica)."""
+    db, db2 = installed_db, installed_db2
     seed_subscribe(db, db2, f"sub_{dbname(db2)}", source_cluster=hub, same_cluster=True)
     # the chat's embeddings travel too, as agentchat's own publication carries them
     execute(db, "ALTER PUBLICATION agent_chat_pub ADD TABLE memory_embeddings"

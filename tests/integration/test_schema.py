@@ -17,9 +17,9 @@ ALL_MIGRATIONS = [f"{m.version:04d}_{m.name}" for m in load_migrations()]
 
 
 @pytest.fixture
-def installed(db: str) -> str:
-    install.install(db)
-    return db
+def installed(installed_db: str) -> str:
+    """A database at the current schema: a clone of the hub's installed template."""
+    return installed_db
 
 
 def test_tables_and_indexes(installed: str) -> None:
