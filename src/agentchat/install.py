@@ -404,7 +404,7 @@ def upgrade(
     """Apply pending migrations across a topology: every replica first, then the source.
 
     DDL does not replicate, and the apply worker needs every column a row carries: an additive
-    change must exist on the subscribers before the source starts sending rows with it.
+    change must exist on the replicas before the source starts sending rows with it.
     """
     order = [*replicas, *([source] if source else [])]
     return [install(dsn, create=False, migrations=migrations) for dsn in order]

@@ -1,7 +1,7 @@
 """The topology file (``agentchat.toml``): the source, its replicas and their names.
 
 ``replicate add`` and ``replicate remove`` keep it up to date; later commands default to it, so
-with five agent databases ``agentchat triggers`` (and status, doctor, verify) need no arguments.
+with five replicas ``agentchat triggers`` (and status, doctor, verify) need no arguments.
 It never holds a password: DSNs are stored without one, and libpq's ~/.pgpass or service files
 supply it, as for psql. Where it is: ``--config PATH``, else $AGENTCHAT_CONFIG, else
 ``./agentchat.toml``.

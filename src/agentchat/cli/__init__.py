@@ -24,17 +24,17 @@ from agentchat.cli import _output
 SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     "Set-up": [
         ("server", "server:server", "A private PostgreSQL (16 or 18, pgvector, logical WAL)."),
-        ("install", "install:install", "Install agentchat into a database, triggers by its role."),
-        ("triggers", "install:triggers", "agent_chat's triggers: their modes, right for the role?"),
+        ("install", "install:install", "Install agentchat into a database, triggers by its kind."),
+        ("triggers", "install:triggers", "agent_chat's triggers: their modes, right for the kind?"),
         ("upgrade", "ops:upgrade", "Pending migrations across the topology, replicas first."),
         (
             "replicate",
             "replicate:replicate",
-            "Replicate agent_chat from a source to agent databases.",
+            "Replicate agent_chat from a source to its replicas.",
         ),
     ],
     "Operations": [
-        ("status", "ops:status", "Roles, triggers, subscriptions and slots, judged."),
+        ("status", "ops:status", "Kinds, triggers, subscriptions and slots, judged."),
         ("doctor", "ops:doctor", "Each problem's cause and fix; --fix repairs the safe ones."),
         ("verify", "ops:verify", "A probe message through replication, its arrival timed."),
         ("prune", "agents:prune", "Delete old messages at the source; deletions replicate."),

@@ -37,8 +37,8 @@ def install(
     """Install agentchat into a database and set its triggers by the policy.
 
     Creates the database if missing, creates pgvector, applies migrations, detects the
-    database's replication role from the catalogs and sets trigger modes accordingly. A second
-    run changes nothing.
+    node's kind (plain, source, subscriber) from the catalogs and sets trigger modes accordingly.
+    A second run changes nothing.
     """
     report = installer.install(
         dsn, database=database, create=not no_create, dry_run=dry_run, dimension=dimension,
@@ -93,7 +93,7 @@ def triggers(dsn: str | None, database: str | None, config: Path | None, fmt: st
 
     The seed's "Check Trigger Status" table plus a verdict. Without --dsn and --database, every
     database of the topology file. Exit code 0 when every trigger matches the policy for its
-    database's role, 1 otherwise.
+    node's kind, 1 otherwise.
     """
     topo = topology.load(config, required=config is not None)
     from_topology = dsn is None and database is None and (config is not None or topo.exists)

@@ -84,7 +84,7 @@ def status(
     wal_threshold: int,
     verbose: bool,
 ) -> int:
-    """Roles, trigger modes, subscriptions and slots of every database, judged.
+    """Kinds, trigger modes, subscriptions and slots of every database, judged.
 
     The databases: DSNs as arguments or --dsn, else the topology file's. Exit 0 healthy,
     1 degraded, 2 broken.

@@ -15,7 +15,7 @@ from agentchat.cli import _options, _output
 
 @click.group()
 def replicate() -> None:
-    """Replicate agent_chat from a source database to agent databases."""
+    """Replicate agent_chat from a source database to its replicas."""
 
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -24,10 +24,11 @@ F = TypeVar("F", bound=Callable[..., object])
 def _source_and_target(func: F) -> F:
     """The options ``add`` and ``check`` share: which two databases, and how they connect."""
     for option in reversed([
-        click.option("--source", "source_dsn", metavar="DSN", help="The hub (libpq URI or"
-                     " conninfo) [default: the topology file's source]."),
+        click.option("--source", "source_dsn", metavar="DSN", help="The source (libpq URI"
+                     " or conninfo) [default: the topology file's source]."),
         click.option("--target", "target_dsn", required=True, metavar="DSN",
-                     help="The agent database to replicate into (created if missing)."),
+                     help="The replica-to-be: the database to replicate into"
+                     " (created if missing)."),
         click.option("--name", help="Subscription name [default: agent_chat_from_<source stem>]."),
         click.option("--publication", default=replication.DEFAULT_PUBLICATION, show_default=True),
     ]):  # fmt: skip
