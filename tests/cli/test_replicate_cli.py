@@ -11,13 +11,12 @@ import pytest
 from agentchat import install
 from agentchat.server import Cluster, free_port
 from tests import helpers
-from tests.cli.test_install_cli import assert_one_line_error
-from tests.helpers import execute, run_cli
+from tests.helpers import execute, invoke, one_line_error, run_cli
 
 
-def test_topology_file_drives_later_commands(hub: Cluster, db: str, db2: str, remote_db: str,
-                                             tmp_path: Path) -> None:  # fmt: skip
-    install.install(db)
+def test_topology_file_drives_later_commands(hub: Cluster, installed_db: str, db2: str,
+                                             remote_db: str, tmp_path: Path) -> None:  # fmt: skip
+    db = installed_db  # the source, installed; the targets fresh (add makes them replicas)
     config = tmp_path / "agentchat.toml"
     for target in (db2, remote_db):
         done = run_cli("replicate", "add", "--source", db, "--target", target,
@@ -79,26 +78,25 @@ def test_remove_with_source_unreachable(lonely_source: Cluster, remote: Cluster,
 
 def test_unreachable_source_leaves_nothing(remote_db: str) -> None:
     port = free_port()
-    done = run_cli("replicate", "add", "--source", f"host=127.0.0.1 port={port} dbname=nova",
-                   "--target", remote_db)  # fmt: skip
-    assert_one_line_error(done, "cannot connect to")
+    done = invoke("replicate", "add", "--source", f"host=127.0.0.1 port={port} dbname=nova",
+                  "--target", remote_db)  # fmt: skip
+    one_line_error(done, "cannot connect to", 1)
     assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
 
 
 def test_wrong_password_is_not_shown(hub: Cluster, remote_db: str) -> None:
     secret = "wrong-secret-9876"
     dsn = f"postgresql://postgres:{secret}@127.0.0.1:{hub.port}/postgres"
-    done = run_cli("replicate", "add", "--source", dsn, "--target", remote_db,
-                   env={"PGPASSFILE": "/dev/null"})  # fmt: skip
-    assert_one_line_error(done, "authentication failed")
+    done = invoke("replicate", "add", "--source", dsn, "--target", remote_db,
+                  env={"PGPASSFILE": "/dev/null"})  # fmt: skip
+    one_line_error(done, "authentication failed", 1)
     assert secret not in done.stdout + done.stderr
 
 
 def test_insecure_remote_source_is_refused() -> None:
-    done = run_cli("replicate", "add", "--source", "host=db.example.com dbname=nova",
-                   "--target", "dbname=x")  # fmt: skip
-    assert_one_line_error(done, "--sslmode require")
-    assert done.returncode == 2
+    done = invoke("replicate", "add", "--source", "host=db.example.com dbname=nova",
+                  "--target", "dbname=x")  # fmt: skip
+    one_line_error(done, "--sslmode require", 2)
 
 
 @pytest.fixture(scope="module")
@@ -119,47 +117,51 @@ def poor_clusters(cluster_root: Path, pg_version: int) -> Iterator[tuple[Cluster
 
 def test_preflight_names_each_fix(poor_clusters: tuple[Cluster, Cluster], remote_db: str) -> None:
     low_wal, few_slots = poor_clusters
-    done = run_cli("replicate", "add", "--source", low_wal.conninfo("nova_memory"),
-                   "--target", remote_db)  # fmt: skip
-    assert_one_line_error(done, "wal_level is replica", "ALTER SYSTEM SET wal_level = logical")
-    done = run_cli("replicate", "add", "--source", few_slots.conninfo("nova_memory"),
-                   "--target", remote_db)  # fmt: skip
-    assert_one_line_error(done, "free replication slots", "raise max_replication_slots")
+    done = invoke("replicate", "add", "--source", low_wal.conninfo("nova_memory"),
+                  "--target", remote_db)  # fmt: skip
+    line = one_line_error(done, "wal_level is replica", 1)
+    assert "ALTER SYSTEM SET wal_level = logical" in line, line
+    done = invoke("replicate", "add", "--source", few_slots.conninfo("nova_memory"),
+                  "--target", remote_db)  # fmt: skip
+    line = one_line_error(done, "free replication slots", 1)
+    assert "raise max_replication_slots" in line, line
     assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
     for cluster in poor_clusters:
         assert execute(cluster.conninfo(), "SELECT count(*) FROM pg_replication_slots") == [(0,)]
 
 
 def test_preflight_refuses_a_source_role_without_privileges(
-    hub: Cluster, db: str, remote_db: str
+    hub: Cluster, installed_db: str, remote_db: str
 ) -> None:
-    install.install(db)
     execute(
         hub.conninfo(),
         "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'plain_agent')"
         " THEN CREATE ROLE plain_agent LOGIN; END IF; END $$",
     )
-    dsn = f"host={hub.socket_dir} port={hub.port} dbname={helpers.dbname(db)} user=plain_agent"
-    done = run_cli("replicate", "add", "--source", dsn, "--target", remote_db)
-    assert_one_line_error(done, "not a superuser", "connect to the source as a superuser")
+    name = helpers.dbname(installed_db)
+    dsn = f"host={hub.socket_dir} port={hub.port} dbname={name} user=plain_agent"
+    done = invoke("replicate", "add", "--source", dsn, "--target", remote_db)
+    line = one_line_error(done, "not a superuser", 1)
+    assert "connect to the source as a superuser" in line, line
     assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
 
 
-def test_unreachable_target_leaves_nothing_on_the_source(hub: Cluster, db: str) -> None:
-    install.install(db)
+def test_unreachable_target_leaves_nothing_on_the_source(hub: Cluster, installed_db: str) -> None:
     port = free_port()
-    done = run_cli("replicate", "add", "--source", db, "--role", "ac_never_made",
-                   "--target", f"host=127.0.0.1 port={port} dbname=graybeard")  # fmt: skip
-    assert_one_line_error(done, "cannot connect to", f"127.0.0.1:{port}")
-    assert execute(db, "SELECT count(*) FROM pg_publication") == [(0,)]
+    done = invoke("replicate", "add", "--source", installed_db, "--role", "ac_never_made",
+                  "--target", f"host=127.0.0.1 port={port} dbname=graybeard")  # fmt: skip
+    line = one_line_error(done, "cannot connect to", 1)
+    assert f"127.0.0.1:{port}" in line, line
+    assert execute(installed_db, "SELECT count(*) FROM pg_publication") == [(0,)]
     assert execute(
         hub.conninfo(), "SELECT count(*) FROM pg_roles WHERE rolname = 'ac_never_made'"
     ) == [(0,)]
 
 
-def test_sslmode_passes_through_to_the_subscription(hub: Cluster, db: str, remote_db: str) -> None:
-    install.install(db)
-    done = run_cli("replicate", "add", "--source", db, "--target", remote_db,
+def test_sslmode_passes_through_to_the_subscription(
+    hub: Cluster, installed_db: str, remote_db: str
+) -> None:
+    done = run_cli("replicate", "add", "--source", installed_db, "--target", remote_db,
                    "--sslmode", "disable")  # fmt: skip
     assert done.returncode == 0, done.stderr
     [(conninfo,)] = execute(remote_db, "SELECT subconninfo FROM pg_subscription")
@@ -177,10 +179,9 @@ def made_on(hub: Cluster, source: str, target: str) -> tuple[object, ...]:
 
 
 def test_check_changes_nothing_and_says_what_add_would_make(
-    hub: Cluster, db: str, db2: str, tmp_path: Path
+    hub: Cluster, installed_db: str, installed_db2: str, tmp_path: Path
 ) -> None:
-    install.install(db)
-    install.install(db2)
+    db, db2 = installed_db, installed_db2
     before = made_on(hub, db, db2)
     config = ["--config", str(tmp_path / "agentchat.toml")]
     done = run_cli("replicate", "check", "--source", db, "--target", db2, *config)
@@ -227,11 +228,10 @@ def test_check_lists_every_finding_with_its_fix(
 
 
 def test_check_names_what_add_would_refuse_later(
-    hub: Cluster, db: str, db2: str, remote_db: str, tmp_path: Path
+    hub: Cluster, installed_db: str, installed_db2: str, remote_db: str, tmp_path: Path
 ) -> None:
     """A target subscribing elsewhere, and a topology file that names another source."""
-    install.install(db)
-    install.install(db2)
+    db, db2 = installed_db, installed_db2
     config = ["--config", str(tmp_path / "agentchat.toml")]
     done = run_cli("replicate", "add", "--source", db, "--target", remote_db, *config)
     assert done.returncode == 0, done.stderr
@@ -242,10 +242,9 @@ def test_check_names_what_add_would_refuse_later(
     assert "    fix: remove it first: agentchat replicate remove" in done.stdout
 
 
-def test_check_of_a_missing_target_creates_nothing(hub: Cluster, db: str) -> None:
-    install.install(db)
+def test_check_of_a_missing_target_creates_nothing(hub: Cluster, installed_db: str) -> None:
     missing = hub.conninfo("ac_check_missing")
-    done = run_cli("replicate", "check", "--source", db, "--target", missing, "--json")
+    done = run_cli("replicate", "check", "--source", installed_db, "--target", missing, "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["plan"]["steps"][0] == "role"
     assert execute(
@@ -254,7 +253,6 @@ def test_check_of_a_missing_target_creates_nothing(hub: Cluster, db: str) -> Non
 
 
 def test_check_refuses_an_insecure_remote_source_like_add() -> None:
-    done = run_cli("replicate", "check", "--source", "host=db.example.com dbname=nova",
-                   "--target", "dbname=x")  # fmt: skip
-    assert_one_line_error(done, "--sslmode require")
-    assert done.returncode == 2
+    done = invoke("replicate", "check", "--source", "host=db.example.com dbname=nova",
+                  "--target", "dbname=x")  # fmt: skip
+    one_line_error(done, "--sslmode require", 2)
