@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,7 +21,7 @@ from agentchat.embeddings import (
 )
 from agentchat.server import Cluster
 from tests.embedding_stub import Stub, serve, stub_vector
-from tests.helpers import execute, wait_for
+from tests.helpers import EXE, execute, wait_for
 
 PENDING = "SELECT count(*) FROM memory_embeddings WHERE embedding IS NULL"
 EMBEDDED = "SELECT count(*) FROM memory_embeddings WHERE embedding IS NOT NULL"
@@ -62,46 +60,45 @@ class Topo:
 
 
 @pytest.fixture
-def topo(db: str, remote_db: str) -> Topo:
-    install.install(db)
-    replication.add(db, remote_db, timeout=60)
-    return Topo(db, remote_db)
+def topo(installed_db: str, remote_db: str) -> Topo:
+    replication.add(installed_db, remote_db, timeout=60)
+    return Topo(installed_db, remote_db)
 
 
 def test_the_real_model_ranks_a_paraphrase_above_unrelated_messages(
-    db: str, local_embedder: LocalEmbedder
+    installed_db: str, local_embedder: LocalEmbedder
 ) -> None:
-    install.install(db)
     texts = [
         "The deploy to production failed because the database migration timed out.",
         "Lunch is at noon in the big meeting room.",
         "I adopted a kitten from the shelter this weekend.",
         "The quarterly sales numbers look strong in Europe.",
     ]
-    ids = [messaging.send(db, sender="nova", message=t, to=["*"]) for t in texts]
-    stats = Worker(db, local_embedder).run(once=True)
+    ids = [messaging.send(installed_db, sender="nova", message=t, to=["*"]) for t in texts]
+    stats = Worker(installed_db, local_embedder).run(once=True)
     assert stats.embedded == 4 and stats.failed == 0
-    assert execute(db, "SELECT DISTINCT vector_dims(embedding), model FROM memory_embeddings") == [
-        (384, "all-MiniLM-L6-v2")
-    ]
-    hits = search(db, "our release broke since the schema change took too long", local_embedder)
+    assert execute(
+        installed_db, "SELECT DISTINCT vector_dims(embedding), model FROM memory_embeddings"
+    ) == [(384, "all-MiniLM-L6-v2")]
+    hits = search(
+        installed_db, "our release broke since the schema change took too long", local_embedder
+    )
     assert hits[0].message.id == ids[0]
     assert hits[0].score > hits[1].score + 0.1
     assert len(hits) == 4 and hits == sorted(hits, key=lambda h: -h.score)
-    cats = search(db, "a new pet cat", local_embedder, limit=1)
+    cats = search(installed_db, "a new pet cat", local_embedder, limit=1)
     assert [h.message.id for h in cats] == [ids[2]]
 
 
-def test_search_goes_through_the_hnsw_index(db: str, stub: Stub) -> None:
-    install.install(db)
-    execute(db, "INSERT INTO agent_chat (sender, message, mentions) SELECT 'nova', 'note ' || g,"
-                " '{*}' FROM generate_series(1, 300) g")  # fmt: skip
-    Worker(db, stub_embedder(stub), batch_size=100).run(once=True)
-    hits = search(db, "note 17", stub_embedder(stub), limit=3)
+def test_search_goes_through_the_hnsw_index(installed_db: str, stub: Stub) -> None:
+    execute(installed_db, "INSERT INTO agent_chat (sender, message, mentions)"
+            " SELECT 'nova', 'note ' || g, '{*}' FROM generate_series(1, 300) g")  # fmt: skip
+    Worker(installed_db, stub_embedder(stub), batch_size=100).run(once=True)
+    hits = search(installed_db, "note 17", stub_embedder(stub), limit=3)
     assert hits[0].message.message == "note 17" and hits[0].score == pytest.approx(1.0)
     # 300 rows are few enough that, once autovacuum has analysed them, a sequential scan costs
     # less: take it off the table so the plan shows whether the index can serve the ordering
-    with psycopg.connect(db) as conn:
+    with psycopg.connect(installed_db) as conn:
         conn.execute("SET enable_seqscan = off")
         plan = conn.execute(
             "EXPLAIN SELECT source_id FROM memory_embeddings"
@@ -112,15 +109,13 @@ def test_search_goes_through_the_hnsw_index(db: str, stub: Stub) -> None:
 
 
 def test_two_concurrent_workers_embed_each_of_2000_rows_exactly_once(
-    db: str, hub: Cluster, stub: Stub
+    installed_db: str, hub: Cluster, stub: Stub
 ) -> None:
-    install.install(db)
-    execute(db, "INSERT INTO agent_chat (sender, message) SELECT 'nova', 'message ' || g"
-                " FROM generate_series(1, 2000) g")  # fmt: skip
-    assert count(db, PENDING) == 2000
+    execute(installed_db, "INSERT INTO agent_chat (sender, message) SELECT 'nova', 'message ' || g"
+            " FROM generate_series(1, 2000) g")  # fmt: skip
+    assert count(installed_db, PENDING) == 2000
     stub.delay = 0.02  # both workers stay busy long enough to overlap
-    exe = str(Path(sys.executable).with_name("agentchat"))
-    command = [exe, "embed-worker", "--dsn", db, "--once", "--json", "--batch-size", "20",
+    command = [EXE, "embed-worker", "--dsn", installed_db, "--once", "--json", "--batch-size", "20",
                "--embedder", "openai", "--base-url", stub.url, "--model", "stub-model"]  # fmt: skip
     workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for _ in range(2)]  # fmt: skip
@@ -132,37 +127,41 @@ def test_two_concurrent_workers_embed_each_of_2000_rows_exactly_once(
     assert sum(r["embedded"] for r in reports) == 2000
     del stub.embedded["dimension probe"]  # each worker asks the endpoint its dimension once
     assert len(stub.embedded) == 2000 and set(stub.embedded.values()) == {1}  # once each
-    assert count(db, PENDING) == 0
+    assert count(installed_db, PENDING) == 0
     [(content, vector)] = execute(
-        db, "SELECT content, embedding::text FROM memory_embeddings WHERE source_id = 1234"
+        installed_db,
+        "SELECT content, embedding::text FROM memory_embeddings WHERE source_id = 1234",
     )
     assert json.loads(str(vector)) == pytest.approx(stub_vector(str(content), 384), abs=1e-6)
 
 
-def test_http_500_is_retried_and_recorded_while_other_rows_proceed(db: str, stub: Stub) -> None:
-    install.install(db)
+def test_http_500_is_retried_and_recorded_while_other_rows_proceed(
+    installed_db: str, stub: Stub
+) -> None:
     stub.fail_first = 1  # one transient 500: the embedder's own retry absorbs it
-    good = [messaging.send(db, sender="nova", message=f"fine {i}") for i in range(30)]
-    bad = [messaging.send(db, sender="nova", message=f"poison {i}") for i in range(2)]
-    worker = Worker(db, stub_embedder(stub), batch_size=8, retry_base=60)
+    good = [messaging.send(installed_db, sender="nova", message=f"fine {i}") for i in range(30)]
+    bad = [messaging.send(installed_db, sender="nova", message=f"poison {i}") for i in range(2)]
+    worker = Worker(installed_db, stub_embedder(stub), batch_size=8, retry_base=60)
     stats = worker.run(once=True)
     assert stats.embedded == 30 and stats.failed == 2 and stats.retrying == 2
     assert stub.requests > 4  # the first 500 was retried; the poisoned batch went row by row
     rows = execute(
-        db,
+        installed_db,
         "SELECT source_id, attempts, last_error, next_attempt_at > now() + interval '50 s'"
         " FROM memory_embeddings WHERE embedding IS NULL ORDER BY source_id",
     )
     assert [(r[0], r[1], r[3]) for r in rows] == [(i, 1, True) for i in bad]
     assert all("HTTP 500" in str(r[2]) and "poisoned" in str(r[2]) for r in rows)
-    assert count(db, EMBEDDED) == len(good)
+    assert count(installed_db, EMBEDDED) == len(good)
     # not due yet: a second run leaves them alone
-    assert Worker(db, stub_embedder(stub), retry_base=60).run(once=True).failed == 0
+    assert Worker(installed_db, stub_embedder(stub), retry_base=60).run(once=True).failed == 0
     # once due, a failure is counted again and the wait doubles
-    execute(db, "UPDATE memory_embeddings SET next_attempt_at = now() WHERE embedding IS NULL")
-    Worker(db, stub_embedder(stub), retry_base=60).run(once=True)
+    execute(
+        installed_db, "UPDATE memory_embeddings SET next_attempt_at = now() WHERE embedding IS NULL"
+    )
+    Worker(installed_db, stub_embedder(stub), retry_base=60).run(once=True)
     rows = execute(
-        db,
+        installed_db,
         "SELECT attempts, next_attempt_at > now() + interval '110 s' FROM memory_embeddings"
         " WHERE embedding IS NULL",
     )
@@ -234,10 +233,9 @@ def test_embed_replicated_mode_embeds_on_the_replica_once_per_message(
         assert "duplicate key" not in tail and "ERROR" not in tail, tail
 
 
-def test_embed_replicated_is_refused_where_there_is_no_subscription(db: str) -> None:
-    install.install(db)
+def test_embed_replicated_is_refused_where_there_is_no_subscription(installed_db: str) -> None:
     with pytest.raises(errors.InvalidInput, match="not a replica"):
-        install.install(db, embed_replicated=True)
+        install.install(installed_db, embed_replicated=True)
 
 
 def test_replicate_add_keeps_the_embedding_dimension(db: str, remote: Cluster) -> None:
@@ -252,8 +250,9 @@ def test_replicate_add_keeps_the_embedding_dimension(db: str, remote: Cluster) -
         install.drop_database(remote.conninfo(), "t_dim_created")
 
 
-def test_replicate_add_refuses_a_target_of_another_dimension(db: str, remote_db: str) -> None:
-    install.install(db)
+def test_replicate_add_refuses_a_target_of_another_dimension(
+    installed_db: str, remote_db: str
+) -> None:
     install.install(remote_db, dimension=8)
     with pytest.raises(replication.PreflightFailed, match="8-dimension vectors, the source's 384"):
-        replication.add(db, remote_db, timeout=60)
+        replication.add(installed_db, remote_db, timeout=60)
