@@ -109,6 +109,7 @@ def wait_replicated(source: str, target: str) -> None:
 # -- send ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_send_prints_the_id_and_stores_the_message(chatdb: str, hub: Cluster) -> None:
     db = chatdb
     first = ok(cli("send", "--dsn", db, "--as", "nova", "--to", "graybeard", "hello"))
@@ -245,6 +246,7 @@ def test_a_megabyte_message_on_stdin_is_stored_and_delivered_intact(chatdb: str)
 # -- listen --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_listen_once_delivers_each_waiting_message_exactly_once(chatdb: str) -> None:
     db = chatdb
 
@@ -484,6 +486,7 @@ def assert_each_answered_once(source: str, home: str, sent: list[int]) -> None:
     assert rows == [(i, 1, f"re {i}") for i in sent], "a reply is missing or was posted twice"
 
 
+@pytest.mark.slow
 def test_kill_9_mid_stream_then_restart(chatdb: str, tmp_path: Path) -> None:
     db, log = chatdb, tmp_path / "handled.log"
     command = logging_handler(log)
@@ -530,6 +533,7 @@ CREATE TRIGGER test_hold_delivery AFTER UPDATE ON agent_chat_processed
 """.replace("HOLD_KEY", str(HOLD_KEY))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["plain", "replica"])
 def test_kill_9_between_the_reply_and_the_mark(
     where: str, chatdb: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -595,6 +599,7 @@ def test_kill_9_between_the_reply_and_the_mark(
         wait_for(lambda: replies(home) == replies(source), what="replies replicated back")
 
 
+@pytest.mark.slow
 def test_sigterm_stops_listen_after_the_current_message(chatdb: str, tmp_path: Path) -> None:
     db, log = chatdb, tmp_path / "handled.log"
     proc = start_listener(db, logging_handler(log, pause=1.5), tmp_path / "busy")
@@ -823,6 +828,7 @@ print("re")
 """
 
 
+@pytest.mark.slow
 def test_a_source_lost_mid_run_is_named_and_once_and_idle_timeout_hold(
     chatdb: str, replica: str, tmp_path: Path
 ) -> None:
