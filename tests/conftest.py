@@ -90,7 +90,7 @@ def remote(cluster_root: Path, pg_version: int) -> Iterator[Cluster]:
 
 
 #: the template every installed test database is cloned from, one per cluster (see
-#: :func:`_template`); plain role, default embedding dimension
+#: :func:`_template`); a plain node, default embedding dimension
 TEMPLATE = "agentchat_template"
 
 
@@ -102,7 +102,7 @@ def _fresh_database(cluster: Cluster, template: str | None = None) -> Iterator[s
 
 
 def _template(cluster: Cluster) -> str:
-    """A database with agentchat installed (plain role), made once per cluster and closed to
+    """A database with agentchat installed (a plain node), made once per cluster and closed to
     connections, so that ``CREATE DATABASE ... TEMPLATE`` may copy it at any time."""
     with psycopg.connect(cluster.conninfo(), autocommit=True) as conn:
         exists = conn.execute("SELECT FROM pg_database WHERE datname = %s", (TEMPLATE,)).fetchone()
@@ -148,7 +148,7 @@ def remote_db(remote: Cluster) -> Iterator[str]:
 
 @pytest.fixture
 def installed_db(hub: Cluster, hub_template: str) -> Iterator[str]:
-    """A fresh database on the hub with agentchat installed (plain role, as ``install(db)``
+    """A fresh database on the hub with agentchat installed (a plain node, as ``install(db)``
     leaves it): a copy of the hub's template, several times quicker than installing."""
     yield from _fresh_database(hub, hub_template)
 
@@ -161,7 +161,7 @@ def installed_db2(hub: Cluster, hub_template: str) -> Iterator[str]:
 
 @pytest.fixture
 def installed_remote_db(remote: Cluster, remote_template: str) -> Iterator[str]:
-    """An installed database on the remote cluster (plain role)."""
+    """An installed database on the remote cluster (a plain node)."""
     yield from _fresh_database(remote, remote_template)
 
 

@@ -281,7 +281,7 @@ def argv_for(ctx: Context, command: Command) -> tuple[list[str], dict[str, str]]
         raise AssertionError(f"line {command.line}: empty command")
     program, args = words[0], words[1:]
     if program == "agentchat":
-        return [str(Path(sys.executable).with_name("agentchat")), *args], env
+        return [helpers.EXE, *args], env
     if program == "./agent-install.sh":
         script = REPO / "agent-install.sh"
         if not script.exists():

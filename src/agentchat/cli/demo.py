@@ -117,7 +117,7 @@ def _run(cluster: embedded.Cluster, *, no_embeddings: bool, quiet: bool) -> None
     _stage(2, "Databases: agentchat installed into each")
     for db, dsn in dsns.items():
         done = installer.install(dsn)
-        click.echo(f"   {db:<17} schema version {done.schema_version}, role {done.role.value}")
+        click.echo(f"   {db:<17} schema version {done.schema_version}, role {done.kind.value}")
 
     _stage(3, f"Replication: {HUB} -> each agent database (publication, slot, subscription)")
     topo = topology.load(cluster.directory / "agentchat.toml")
@@ -129,8 +129,8 @@ def _run(cluster: embedded.Cluster, *, no_embeddings: bool, quiet: bool) -> None
             click.echo(f"   {HUB} -> {db}: subscription {result.subscription}, slot {result.slot}")
     for db, dsn in dsns.items():
         with _db.connection(dsn) as conn:
-            facts = policy.read_role(conn)
-        click.echo(f"   {db:<17} role {facts.role.value}")
+            facts = policy.read_kind(conn)
+        click.echo(f"   {db:<17} role {facts.kind.value}")
 
     _stage(4, "Agents talk: each agent's listener on its own database, replies go to the hub")
     click.echo("   (ms after the message was committed: when it reached each database, and when")
@@ -145,7 +145,7 @@ def _run(cluster: embedded.Cluster, *, no_embeddings: bool, quiet: bool) -> None
     _stage(5, "Triggers: the seed's status query, with the policy's verdict")
     for db, dsn in dsns.items():
         with _db.connection(dsn) as conn:
-            facts = policy.read_role(conn)
+            facts = policy.read_kind(conn)
             rows = policy.trigger_report(conn, facts)
         click.echo(f"   {db}")
         click.echo("\n".join("   " + line for line in render_triggers(rows, facts).splitlines()))

@@ -145,7 +145,7 @@ class Worker:
         where = _db.describe(self.conninfo)
         with _db.connection(self.conninfo) as conn:
             check_dimension(conn, self.embedder, where)
-            self.mode = embedding_mode(conn, policy.read_role(conn))
+            self.mode = embedding_mode(conn, policy.read_kind(conn))
             clock = conn.execute(queries["embed_clock"]).fetchone()
             self._due_by = clock[0] if once and clock else None
         self.stats = WorkerStats()
@@ -189,10 +189,7 @@ class Worker:
                         return
                     self._sleep(generation)
                 except errors.DatabaseError as exc:
-                    if not exc.transient:
-                        raise
-                    if conn is not None:
-                        conn.close()
+                    _dropped(conn, exc)
                     conn = None
                     log.warning("%s: connection lost (%s); retrying in %.1f s",
                                 _db.describe(self.conninfo), exc, backoff)  # fmt: skip
@@ -303,10 +300,7 @@ class Worker:
                         self._report()
                         last_report = time.monotonic()
             except errors.DatabaseError as exc:
-                if not exc.transient:
-                    raise
-                if conn is not None:
-                    conn.close()
+                _dropped(conn, exc)
                 conn = None
                 self._stopping.wait(1.0)
         if conn is not None:
@@ -331,3 +325,12 @@ def _error_line(exc: BaseException) -> str:
     text = " ".join(str(exc).replace("\x00", "\\0").split())
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return (text or type(exc).__name__)[:1000]
+
+
+def _dropped(conn: _db.Connection | None, exc: errors.DatabaseError) -> None:
+    """After *exc*: re-raise it unless it is transient, else close the broken connection (the
+    caller connects again)."""
+    if not exc.transient:
+        raise exc
+    if conn is not None:
+        conn.close()
