@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -239,7 +240,9 @@ def test_upgrade_replicas_first_while_messages_flow(topo: Topo) -> None:
         thread.join()
     assert len(sent) > 10
     for replica in topo.replicas:
-        helpers.wait_for(lambda r=replica: arrived(r, with_topic), what="the row with a topic")
+        helpers.wait_for(
+            functools.partial(arrived, replica, with_topic), what="the row with a topic"
+        )
         assert execute(replica, "SELECT topic FROM agent_chat WHERE id = %s", (with_topic,)) == [
             ("ops",)
         ]
