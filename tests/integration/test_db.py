@@ -61,12 +61,13 @@ def test_a_wrong_address_still_fails_at_once() -> None:
         _db.connect(wrong)
 
 
-def test_settings_on_a_database_without_and_with_the_schema(db: str, installed_db: str) -> None:
-    from agentchat import settings
+def test_settings_on_a_database_without_and_with_the_schema(db: str) -> None:
+    from agentchat import install, settings
 
     with _db.connection(db) as conn:
         assert settings.get(conn, settings.SOURCE_CONNINFO) is None  # no agentchat_settings yet
-    with _db.connection(installed_db) as conn:
+    install.install(db)
+    with _db.connection(db) as conn:
         assert settings.get(conn, settings.HISTORY_FROM) is None
         settings.put(conn, settings.HISTORY_FROM, "42")
         settings.put(conn, settings.HISTORY_FROM, "43")
