@@ -11,6 +11,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -31,7 +32,14 @@ NEWEST_ONLY = ("tests/cli/", "tests/test_docs.py", "tests/faults/")
 TEST_SETTINGS = {"wal_retrieve_retry_interval": "1s"}
 
 
+#: the longest tests that need nothing but the session's clusters (each document of the docs,
+#: up to two minutes each): run first, each its own xdist work unit, so that the two workers
+#: share them instead of one worker ending the suite with all of them in a row
+RUN_FIRST = "tests/test_docs.py::test_document_runs"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(RUN_FIRST))  # stable otherwise
     if len(VERSIONS) < 2 or os.environ.get("AGENTCHAT_ALL_VERSIONS"):
         return
     newest = max(VERSIONS)
@@ -45,6 +53,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` (scripts/test), except that each of :data:`RUN_FIRST`'s tests is a
+    work unit of its own: a module otherwise stays on one worker, with its module fixtures."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class Scheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(RUN_FIRST):
+                return nodeid
+            return str(super()._split_scope(nodeid))
+
+    return Scheduling(config, log)
 
 
 @pytest.fixture(scope="session")
