@@ -118,6 +118,9 @@ def test_send_prints_the_id_and_stores_the_message(chatdb: str, hub: Cluster) ->
     as_json = json.loads(ok(cli("send", "--dsn", db, "--as", "Nova", "--to", "graybeard",
                                 "--json", "again")))  # fmt: skip
     assert set(as_json) == {"id"} and isinstance(as_json["id"], int) and as_json["id"] > first_id
+    formatted = json.loads(ok(cli("send", "--dsn", db, "--as", "nova", "--to", "graybeard",
+                                  "--format", "json", "and again")))  # fmt: skip
+    assert set(formatted) == {"id"} and formatted["id"] > as_json["id"]
     from_stdin = int(ok(cli("send", "--dsn", db, "--as", "nova", "--to", "sage",
                             input="from stdin: ünïcode ✓")))  # fmt: skip
     repeated = int(ok(cli("send", "--dsn", db, "--as", "nova", "--to", "graybeard",
@@ -134,6 +137,7 @@ def test_send_prints_the_id_and_stores_the_message(chatdb: str, hub: Cluster) ->
     assert chat(db) == [
         (first_id, "general", "nova", ["graybeard"], None, "hello"),
         (as_json["id"], "general", "nova", ["graybeard"], None, "again"),
+        (formatted["id"], "general", "nova", ["graybeard"], None, "and again"),
         (from_stdin, "general", "nova", ["sage"], None, "from stdin: ünïcode ✓"),
         (repeated, "general", "nova", ["graybeard", "sage"], None, "two"),
         (comma, "general", "nova", ["graybeard", "sage"], None, "two, commas"),
@@ -148,7 +152,7 @@ def test_send_prints_the_id_and_stores_the_message(chatdb: str, hub: Cluster) ->
         agent: [m["id"] for m in once(db, agent)] for agent in ("graybeard", "sage", "nova", "echo")
     }
     assert delivered == {
-        "graybeard": [first_id, as_json["id"], repeated, comma, everyone],
+        "graybeard": [first_id, as_json["id"], formatted["id"], repeated, comma, everyone],
         "sage": [from_stdin, repeated, comma, everyone],
         "nova": [reply],  # its own "*" message is not for it
         "echo": [everyone],
@@ -279,7 +283,7 @@ def test_listen_once_delivers_each_waiting_message_exactly_once(chatdb: str) -> 
     assert marks(db, "graybeard") == [(i, "graybeard", "routed") for i in (m1, m3, m6, reply, m8)]
 
     # exactly once: a second run has nothing, and records nothing more
-    again = cli("listen", "--dsn", db, "--as", "graybeard", "--once", "--json")
+    again = cli("listen", "--dsn", db, "--as", "graybeard", "--once", "--format", "json")
     assert ok(again) == "" and again.stderr == ""
     assert len(marks(db, "graybeard")) == 5
 
@@ -660,7 +664,9 @@ def test_prune_dry_run_json_and_real(chatdb: str) -> None:
     assert dry.startswith("would delete 3 messages older than ")
     assert f'from database "{helpers.dbname(db)}" on socket ' in dry
     assert count(db) == 5
-    report = json.loads(ok(cli("prune", "--dsn", db, "--older-than", "7", "--dry-run", "--json")))
+    report = json.loads(
+        ok(cli("prune", "--dsn", db, "--older-than", "7", "--dry-run", "--format", "json"))
+    )
     assert set(report) == {"database", "cutoff", "deleted", "dry_run"}
     assert report["deleted"] == 3 and report["dry_run"] is True
     assert helpers.dbname(db) in report["database"]

@@ -100,11 +100,6 @@ def output_format(*args: Any, help: str | None = None) -> Any:
     return decorate
 
 
-def json_flag(func: F) -> F:
-    """``--json`` alone (as an ``as_json`` flag); new commands use :func:`output_format`."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")(func)
-
-
 def config(func: F) -> F:
     """``--config``: the topology file [default: $AGENTCHAT_CONFIG, else ./agentchat.toml]."""
     return click.option(

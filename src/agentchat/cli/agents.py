@@ -57,7 +57,7 @@ def _send_dsn(func: _options.F) -> _options.F:
     help="Answer message ID.",
 )  # fmt: skip
 @_send_dsn
-@_options.json_flag
+@_options.output_format
 @click.argument("message", required=False)
 def send(
     dsn: str | None,
@@ -67,10 +67,11 @@ def send(
     channel: str,
     reply_to: int | None,
     send_dsn: str | None,
-    as_json: bool,
+    fmt: str,
     message: str | None,
 ) -> None:
     """Post MESSAGE (or standard input) as agent --as; print the new message's id."""
+    as_json = fmt == "json"
     if message is not None:
         message = _typed_text(message)
     else:
@@ -184,7 +185,7 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 @click.option("--as", "agent_name", required=True, metavar="NAME", help="The listening agent.")
 @click.option("--channel", default=None, help="Only this channel's messages [default: all].")
 @_send_dsn
-@_options.json_flag
+@_options.output_format
 @click.option(
     "--exec", "command", metavar="CMD",
     help="Run CMD per message (message JSON on stdin); its stdout is posted as the reply.",
@@ -210,7 +211,7 @@ def listen(
     agent_name: str,
     channel: str | None,
     send_dsn: str | None,
-    as_json: bool,
+    fmt: str,
     command: str | None,
     exec_timeout: float,
     once: bool,
@@ -223,6 +224,7 @@ def listen(
     Messages sent while it was not running are delivered when it starts. Each is recorded in
     agent_chat_processed when handled (printed, or --exec run and its reply posted).
     """
+    as_json = fmt == "json"
     agent = Agent(
         agent_name, _db.make_conninfo(dsn, dbname=database), send_dsn=send_dsn, channel=channel,
         poll_interval=poll_interval,
@@ -257,7 +259,7 @@ def listen(
     help="Messages deleted per transaction.",
 )  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
-@_options.json_flag
+@_options.output_format
 def prune(
     dsn: str | None,
     database: str | None,
@@ -265,7 +267,7 @@ def prune(
     older_than: float,
     batch_size: int,
     dry_run: bool,
-    as_json: bool,
+    fmt: str,
 ) -> None:
     """Delete old messages at the source; the deletions replicate.
 
@@ -279,7 +281,7 @@ def prune(
         _db.make_conninfo(target, dbname=database), older_than=dt.timedelta(days=older_than),
         batch_size=batch_size, dry_run=dry_run,
     )  # fmt: skip
-    if as_json:
+    if fmt == "json":
         _output.emit_json(result.as_dict())
         return
     verb = "would delete" if dry_run else "deleted"
