@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from agentchat.replication.links import Link, make_id
 from agentchat.server import Cluster
 from tests import helpers
 from tests.helpers import execute, wait_for
@@ -313,8 +314,8 @@ def test_a_three_level_relay_tree_with_row_filters_delivers_once(make_node) -> N
 
 
 def snowflake(node: int, seq: int) -> int:
-    """A time-ordered id as docs/design/two-way.md lays it out: 2**52 and up, node in bits 12-21."""
-    return (1 << 52) | (node << 12) | seq
+    """A time-ordered id as docs/design/two-way.md lays it out, node in bits 12-21."""
+    return make_id(1_796_000_000_000, node, seq)
 
 
 def test_a_row_filter_on_the_ids_node_bits_keeps_update_and_delete_working(make_node) -> None:
@@ -323,7 +324,8 @@ def test_a_row_filter_on_the_ids_node_bits_keeps_update_and_delete_working(make_
     publisher keep working and replicate through it: no extra column in the replica identity,
     no insert-only publication. Ids below 2**52 (legacy rows) pass the filter."""
     a, b = make_node(), make_node()
-    publish(a, "WHERE (id < 4503599627370496 OR ((id >> 12) & 1023) <> 2)")
+    down = Link("a", "b", frozenset({2}), down=True)  # agentchat's own filter: all but node 2
+    publish(a, "WHERE " + down.row_filter().as_string(None))
     legacy, mine, theirs = 7, snowflake(1, 1), snowflake(2, 1)
     write(a, (legacy, 0), (mine, 1), (theirs, 2))
     subscribe(b, a, "b_from_a", "pub", copy=True)

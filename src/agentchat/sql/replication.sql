@@ -191,3 +191,11 @@ SELECT pg_catalog.set_config('log_statement', 'none', false),
 SELECT pg_catalog.set_config('log_statement', %s, false),
        pg_catalog.set_config('log_min_error_statement', %s, false),
        pg_catalog.set_config('log_min_duration_statement', %s, false);
+
+-- name: link_filter_down
+-- Two-way links (docs/design/two-way.md): rows of every node except {nodes}, legacy rows too.
+(id < 4503599627370496 OR ((id >> 12) & 1023) <> ALL ({nodes}))
+
+-- name: link_filter_up
+-- Two-way links: rows written on one of {nodes}, never legacy rows.
+(id >= 4503599627370496 AND ((id >> 12) & 1023) = ANY ({nodes}))
