@@ -162,7 +162,7 @@ def _install_into(
     embed_replicated: bool | None = None,
 ) -> None:
     with _db.wrap_errors():
-        if embed_replicated and not policy.read_kind(conn).is_subscriber:
+        if embed_replicated and not policy.read_kind(conn).is_replica:
             raise errors.InvalidInput(
                 f"{report.database!r} is not a replica (no agent_chat subscription):"
                 " --embed-replicated is for replicas whose source runs no embedding worker",
@@ -265,7 +265,7 @@ def _record_source(conn: _db.Connection, facts: policy.NodeFacts) -> None:
     the replica send)."""
     described: str | None = None
     where: str | None = None
-    if facts.is_subscriber:
+    if facts.is_replica:
         subs = facts.subscriptions
         conninfo = _subscription_conninfo(conn, subs[0]) if subs else None
         if conninfo:

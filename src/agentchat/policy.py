@@ -71,6 +71,9 @@ class NodeKind(enum.Enum):
     PLAIN = "plain"
     SOURCE = "source"
     SUBSCRIBER = "subscriber"
+    #: a two-way node (issue 13): it publishes the rows written on its side of a link and
+    #: subscribes to the other side's; it accepts local writes, so it runs the source's policy
+    PEER = "peer"
 
 
 @dataclass(frozen=True)
@@ -81,13 +84,24 @@ class NodeFacts:
     is_subscriber: bool
     subscriptions: tuple[str, ...] = ()
     publications: tuple[str, ...] = ()
+    #: it publishes agent_chat through a row filter: a two-way link (docs/replication.md)
+    is_peer: bool = False
 
     @property
     def kind(self) -> NodeKind:
-        # A database both publishing and subscribing (a relay) follows the subscriber policy.
+        # A two-way node accepts local writes wherever it sits (hub, relay, spoke, mesh).
+        if self.is_peer:
+            return NodeKind.PEER
+        # A database both publishing and subscribing one way (a cascade) follows the
+        # subscriber policy.
         if self.is_subscriber:
             return NodeKind.SUBSCRIBER
         return NodeKind.SOURCE if self.is_source else NodeKind.PLAIN
+
+    @property
+    def is_replica(self) -> bool:
+        """A one-way replica: it refuses local writes, and its agents send to its source."""
+        return self.kind is NodeKind.SUBSCRIBER
 
     @property
     def role(self) -> NodeKind:
@@ -194,6 +208,7 @@ def read_kind(conn: Connection) -> NodeFacts:
         is_source=bool(row[1]),
         subscriptions=tuple(row[2] or ()),
         publications=tuple(row[3] or ()),
+        is_peer=bool(row[4]),
     )
 
 

@@ -59,8 +59,12 @@ def strip_password(dsn: str) -> str:
 
 @dataclass
 class Replica:
-    name: str  # the subscription's name on the replica
+    name: str  # the subscription's name on the replica (its down link's, when two-way)
     dsn: str
+    #: ``"one-way"`` (a read-only replica) or ``"two-way"`` (it writes, and its rows go up)
+    mode: str = "one-way"
+    #: a relay's child: the DSN of its parent, when that is not the source
+    parent: str | None = None
 
 
 @dataclass
@@ -69,14 +73,17 @@ class Topology:
     source: str | None = None
     publication: str | None = None
     replicas: list[Replica] = field(default_factory=list)
+    #: the members of a mesh (``agentchat mesh``)
+    mesh: list[str] = field(default_factory=list)
 
     @property
     def exists(self) -> bool:
         return self.path.exists()
 
     def databases(self) -> list[str]:
-        """Every DSN in the topology: the source first, then the replicas."""
-        return ([self.source] if self.source else []) + [r.dsn for r in self.replicas]
+        """Every DSN in the topology: the source first, then the replicas, then a mesh's."""
+        found = ([self.source] if self.source else []) + [r.dsn for r in self.replicas]
+        return found + [m for m in self.mesh if not any(_same(m, f) for f in found)]
 
     def replica(self, name: str | None = None, dsn: str | None = None) -> Replica | None:
         for replica in self.replicas:
@@ -104,6 +111,20 @@ class Topology:
         self.replicas = [r for r in self.replicas if not _same(r.dsn, dsn)]
         return len(self.replicas) != before
 
+    def add_link(self, parent: str, child: str, name: str) -> None:
+        """A two-way child below *parent*: the source (the hub), or a replica (a relay)."""
+        parent, child = strip_password(parent), strip_password(child)
+        if not self.source:
+            self.source, self.publication = parent, self.publication or ""
+        relay = not _same(self.source, parent)
+        if relay and self.replica(dsn=parent) is None:
+            raise errors.ConfigError(
+                f"{self.path} has neither {parent} nor its parent",
+                fix="use --config to keep a second topology in its own file",
+            )
+        self.replicas = [r for r in self.replicas if not _same(r.dsn, child)]
+        self.replicas.append(Replica(name, child, "two-way", parent if relay else None))
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[Topology]:
         """Hold the file's lock; yield the file as it is now (re-read), saved on success.
@@ -124,6 +145,7 @@ class Topology:
             current.save()
             self.source, self.publication = current.source, current.publication
             self.replicas = list(current.replicas)
+            self.mesh = list(current.mesh)
         finally:
             lock.release()
 
@@ -131,6 +153,29 @@ class Topology:
         """Add (or replace) one replica in the file, under its lock."""
         with self.locked() as current:
             current.add_replica(source, publication, name, dsn)
+
+    def record_link(self, parent: str, child: str, name: str) -> None:
+        """Add (or replace) one two-way child in the file, under its lock."""
+        with self.locked() as current:
+            current.add_link(parent, child, name)
+
+    def record_mesh(self, members: list[str]) -> None:
+        """The mesh's members (a re-run with one more adds it), under the file's lock."""
+        with self.locked() as current:
+            known = list(current.mesh)
+            for dsn in map(strip_password, members):
+                if not any(_same(dsn, m) for m in known):
+                    known.append(dsn)
+            current.mesh = known
+
+    def forget_link(self, dsn: str) -> bool:
+        """Take a node out of the file: a replica or a mesh member."""
+        if not self.path.exists():
+            return False
+        with self.locked() as current:
+            before = len(current.mesh)
+            current.mesh = [m for m in current.mesh if not _same(m, dsn)]
+            return current.remove_replica(dsn) or len(current.mesh) != before
 
     def forget_replica(self, dsn: str) -> bool:
         """Take one replica out of the file, under its lock; False if it was not there."""
@@ -144,7 +189,9 @@ class Topology:
         data: dict[str, object] = {}
         if self.source:
             data["source"] = {"dsn": self.source, "publication": self.publication or ""}
-        data["replicas"] = [{"name": r.name, "dsn": r.dsn} for r in self.replicas]
+        data["replicas"] = [_replica_entry(r) for r in self.replicas]
+        if self.mesh:
+            data["mesh"] = [{"dsn": m} for m in self.mesh]
         text = "# agentchat topology, kept up to date by `agentchat replicate add/remove`.\n"
         text += "# No passwords here: libpq's ~/.pgpass or service files supply them.\n"
         fd, scratch = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent or ".")
@@ -157,6 +204,15 @@ class Topology:
             with contextlib.suppress(OSError):
                 os.unlink(scratch)
             raise
+
+
+def _replica_entry(replica: Replica) -> dict[str, str]:
+    entry = {"name": replica.name, "dsn": replica.dsn}
+    if replica.mode != "one-way":
+        entry["mode"] = replica.mode
+    if replica.parent:
+        entry["parent"] = replica.parent
+    return entry
 
 
 def _file_mode(path: Path) -> int:
@@ -182,8 +238,15 @@ def load(config: Path | str | None = None, *, required: bool = False) -> Topolog
         raise errors.ConfigError(f"cannot read topology file {path}: {exc}") from exc
     try:
         source = data.get("source", {})
-        replicas = [Replica(str(r["name"]), str(r["dsn"])) for r in data.get("replicas", [])]
-        return Topology(path, source.get("dsn"), source.get("publication"), replicas)
+        replicas = [
+            Replica(
+                str(r["name"]), str(r["dsn"]), str(r.get("mode", "one-way")),
+                str(r["parent"]) if r.get("parent") else None,
+            )
+            for r in data.get("replicas", [])
+        ]  # fmt: skip
+        mesh = [str(m["dsn"]) for m in data.get("mesh", [])]
+        return Topology(path, source.get("dsn"), source.get("publication"), replicas, mesh)
     except (KeyError, TypeError, AttributeError) as exc:
         raise errors.ConfigError(f"topology file {path} is malformed: {exc!r}") from exc
 

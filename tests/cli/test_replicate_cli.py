@@ -19,7 +19,7 @@ def test_topology_file_drives_later_commands(hub: Cluster, installed_db: str, db
     db = installed_db  # the source, installed; the targets fresh (add makes them replicas)
     config = tmp_path / "agentchat.toml"
     for target in (db2, remote_db):
-        done = run_cli("replicate", "add", "--source", db, "--target", target,
+        done = run_cli("replicate", "add", "--one-way", "--source", db, "--target", target,
                        "--config", str(config), "--json")  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["tables"] == 2
@@ -35,7 +35,9 @@ def test_topology_file_drives_later_commands(hub: Cluster, installed_db: str, db
 
     # the same through the environment variable, from another directory
     env = {"AGENTCHAT_CONFIG": str(config)}
-    done = run_cli("replicate", "add", "--target", remote_db, "--json", env=env, cwd=Path("/"))
+    done = run_cli(
+        "replicate", "add", "--one-way", "--target", remote_db, "--json", env=env, cwd=Path("/")
+    )
     assert json.loads(done.stdout)["already"] is True
 
     name = "agent_chat_from_" + helpers.dbname(db)
@@ -58,7 +60,9 @@ def test_remove_with_source_unreachable(lonely_source: Cluster, remote: Cluster,
                                         remote_db: str) -> None:  # fmt: skip
     source = lonely_source.conninfo("nova_memory")
     install.install(source)
-    done = run_cli("replicate", "add", "--source", source, "--target", remote_db, "--json")
+    done = run_cli(
+        "replicate", "add", "--one-way", "--source", source, "--target", remote_db, "--json"
+    )
     assert done.returncode == 0, done.stderr
     slot = json.loads(done.stdout)["slot"]
     lonely_source.stop("immediate")
@@ -78,7 +82,7 @@ def test_remove_with_source_unreachable(lonely_source: Cluster, remote: Cluster,
 
 def test_unreachable_source_leaves_nothing(remote_db: str) -> None:
     port = free_port()
-    done = invoke("replicate", "add", "--source", f"host=127.0.0.1 port={port} dbname=nova",
+    done = invoke("replicate", "add", "--one-way", "--source", f"host=127.0.0.1 port={port} dbname=nova",
                   "--target", remote_db)  # fmt: skip
     one_line_error(done, "cannot connect to", 1)
     assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
@@ -87,14 +91,14 @@ def test_unreachable_source_leaves_nothing(remote_db: str) -> None:
 def test_wrong_password_is_not_shown(hub: Cluster, remote_db: str) -> None:
     secret = "wrong-secret-9876"
     dsn = f"postgresql://postgres:{secret}@127.0.0.1:{hub.port}/postgres"
-    done = invoke("replicate", "add", "--source", dsn, "--target", remote_db,
+    done = invoke("replicate", "add", "--one-way", "--source", dsn, "--target", remote_db,
                   env={"PGPASSFILE": "/dev/null"})  # fmt: skip
     one_line_error(done, "authentication failed", 1)
     assert secret not in done.stdout + done.stderr
 
 
 def test_insecure_remote_source_is_refused() -> None:
-    done = invoke("replicate", "add", "--source", "host=db.example.com dbname=nova",
+    done = invoke("replicate", "add", "--one-way", "--source", "host=db.example.com dbname=nova",
                   "--target", "dbname=x")  # fmt: skip
     one_line_error(done, "--sslmode require", 2)
 
@@ -117,11 +121,11 @@ def poor_clusters(cluster_root: Path, pg_version: int) -> Iterator[tuple[Cluster
 
 def test_preflight_names_each_fix(poor_clusters: tuple[Cluster, Cluster], remote_db: str) -> None:
     low_wal, few_slots = poor_clusters
-    done = invoke("replicate", "add", "--source", low_wal.conninfo("nova_memory"),
+    done = invoke("replicate", "add", "--one-way", "--source", low_wal.conninfo("nova_memory"),
                   "--target", remote_db)  # fmt: skip
     line = one_line_error(done, "wal_level is replica", 1)
     assert "ALTER SYSTEM SET wal_level = logical" in line, line
-    done = invoke("replicate", "add", "--source", few_slots.conninfo("nova_memory"),
+    done = invoke("replicate", "add", "--one-way", "--source", few_slots.conninfo("nova_memory"),
                   "--target", remote_db)  # fmt: skip
     line = one_line_error(done, "free replication slots", 1)
     assert "raise max_replication_slots" in line, line
@@ -140,7 +144,7 @@ def test_preflight_refuses_a_source_role_without_privileges(
     )
     name = helpers.dbname(installed_db)
     dsn = f"host={hub.socket_dir} port={hub.port} dbname={name} user=plain_agent"
-    done = invoke("replicate", "add", "--source", dsn, "--target", remote_db)
+    done = invoke("replicate", "add", "--one-way", "--source", dsn, "--target", remote_db)
     line = one_line_error(done, "not a superuser", 1)
     assert "connect to the source as a superuser" in line, line
     assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
@@ -148,7 +152,7 @@ def test_preflight_refuses_a_source_role_without_privileges(
 
 def test_unreachable_target_leaves_nothing_on_the_source(hub: Cluster, installed_db: str) -> None:
     port = free_port()
-    done = invoke("replicate", "add", "--source", installed_db, "--role", "ac_never_made",
+    done = invoke("replicate", "add", "--one-way", "--source", installed_db, "--role", "ac_never_made",
                   "--target", f"host=127.0.0.1 port={port} dbname=graybeard")  # fmt: skip
     line = one_line_error(done, "cannot connect to", 1)
     assert f"127.0.0.1:{port}" in line, line
@@ -161,7 +165,7 @@ def test_unreachable_target_leaves_nothing_on_the_source(hub: Cluster, installed
 def test_sslmode_passes_through_to_the_subscription(
     hub: Cluster, installed_db: str, remote_db: str
 ) -> None:
-    done = run_cli("replicate", "add", "--source", installed_db, "--target", remote_db,
+    done = run_cli("replicate", "add", "--one-way", "--source", installed_db, "--target", remote_db,
                    "--sslmode", "disable")  # fmt: skip
     assert done.returncode == 0, done.stderr
     [(conninfo,)] = execute(remote_db, "SELECT subconninfo FROM pg_subscription")
@@ -197,7 +201,7 @@ def test_check_changes_nothing_and_says_what_add_would_make(
     assert made_on(hub, db, db2) == before
     assert not (tmp_path / "agentchat.toml").exists()
 
-    done = run_cli("replicate", "add", "--source", db, "--target", db2, *config)
+    done = run_cli("replicate", "add", "--one-way", "--source", db, "--target", db2, *config)
     assert done.returncode == 0, done.stderr
     done = run_cli("replicate", "check", "--source", db, "--target", db2, *config)
     assert done.returncode == 0, done.stderr
@@ -233,7 +237,7 @@ def test_check_names_what_add_would_refuse_later(
     """A target subscribing elsewhere, and a topology file that names another source."""
     db, db2 = installed_db, installed_db2
     config = ["--config", str(tmp_path / "agentchat.toml")]
-    done = run_cli("replicate", "add", "--source", db, "--target", remote_db, *config)
+    done = run_cli("replicate", "add", "--one-way", "--source", db, "--target", remote_db, *config)
     assert done.returncode == 0, done.stderr
     done = run_cli("replicate", "check", "--source", db2, "--target", remote_db, *config)
     assert done.returncode == 1, done.stderr

@@ -540,7 +540,7 @@ def test_password_in_the_target_dsn_is_kept_for_every_connection(
 ) -> None:
     target = _inline_password(remote, helpers.dbname(remote_db))
     config = str(tmp_path / "t.toml")
-    done = helpers.run_cli("replicate", "add", "--source", source, "--target", target,
+    done = helpers.run_cli("replicate", "add", "--one-way", "--source", source, "--target", target,
                            "--config", config, env={"PGPASSFILE": "/dev/null"})  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "password=" not in (tmp_path / "t.toml").read_text()
@@ -556,7 +556,18 @@ def test_two_adds_at_once_keep_both_topology_entries(
     config = tmp_path / "agentchat.toml"
     exe = Path(sys.executable).with_name("agentchat")
     commands = [
-        [str(exe), "replicate", "add", "--source", source, "--target", t, "--config", str(config)]
+        [
+            str(exe),
+            "replicate",
+            "add",
+            "--one-way",
+            "--source",
+            source,
+            "--target",
+            t,
+            "--config",
+            str(config),
+        ]
         for t in targets
     ]
     procs = [

@@ -12,9 +12,11 @@ from agentchat.replication.links import (
     EPOCH_MS,
     LEGACY_LIMIT,
     Link,
+    link_name,
     make_id,
     mesh,
     node_of,
+    parse_link_name,
     tree,
 )
 
@@ -116,8 +118,29 @@ def test_what_a_relay_link_carries() -> None:
 
 def test_the_row_filters_as_the_server_gets_them() -> None:
     down, up = (link.row_filter().as_string(None) for link in tree(*CHAIN)[2:])
-    assert down == "(id < 4503599627370496 OR ((id >> 12) & 1023) <> ALL ('{30}'::int2[]))"
-    assert up == "(id >= 4503599627370496 AND ((id >> 12) & 1023) = ANY ('{30}'::int2[]))"
+    assert down == '("id" < 4503599627370496 OR (("id" >> 12) & 1023) <> ALL (\'{30}\'::int2[]))'
+    assert up == '("id" >= 4503599627370496 AND (("id" >> 12) & 1023) = ANY (\'{30}\'::int2[]))'
+
+
+def test_a_links_filters_cover_the_chat_its_embeddings_and_the_node_registry() -> None:
+    down = tree(*CHAIN)[2]
+    filters = {k: v.as_string(None) for k, v in down.filters().items()}
+    assert filters["embedding_filter"].startswith('("source_id" < 4503599627370496 OR')
+    assert filters["node_filter"] == "(node <> ALL ('{30}'::int2[]))"
+    up = tree(*CHAIN)[3]
+    assert up.filters()["node_filter"].as_string(None) == "(node = ANY ('{30}'::int2[]))"
+
+
+def test_link_names_carry_both_node_numbers() -> None:
+    assert link_name(3, 1) == "agent_chat_3_to_1"
+    assert parse_link_name("agent_chat_3_to_1") == (3, 1)
+    for other in (
+        "agent_chat_from_nova",
+        "agent_chat_3_to_",
+        "agent_chat_x_to_1",
+        "agent_chat_pub",
+    ):
+        assert parse_link_name(other) is None
 
 
 @pytest.mark.parametrize(

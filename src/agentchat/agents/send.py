@@ -95,7 +95,7 @@ def send_target(conninfo: str, conn: _db.Connection | None = None) -> str:
         with _db.connection(conninfo) as own:
             return send_target(conninfo, own)
     with _db.wrap_errors(conninfo):
-        replica = policy.read_kind(conn).is_subscriber
+        replica = policy.read_kind(conn).is_replica
         recorded = settings.get(conn, settings.SOURCE_CONNINFO) if replica else None
     return send_destination(conninfo, replica=replica, recorded=recorded)
 
@@ -143,7 +143,7 @@ def prune(
     with _db.connection(conninfo) as conn:
         where = _db.describe(_db.resolved_conninfo(conn))
         facts = policy.read_kind(conn)
-        if facts.is_subscriber:
+        if facts.is_replica:
             raise errors.ConfigError(
                 f"{where} is a replica (subscription {', '.join(facts.subscriptions)}):"
                 " messages are pruned at the source, and the deletions replicate",

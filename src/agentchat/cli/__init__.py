@@ -30,8 +30,9 @@ SECTIONS: dict[str, list[tuple[str, str, str]]] = {
         (
             "replicate",
             "replicate:replicate",
-            "Replicate agent_chat from a source to its replicas.",
+            "Link agents' databases to a hub, both ways (or --one-way).",
         ),
+        ("mesh", "replicate:mesh", "Link a few databases each to each, both ways."),
     ],
     "Operations": [
         ("status", "ops:status", "Kinds, triggers, subscriptions and slots, judged."),

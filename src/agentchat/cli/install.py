@@ -71,7 +71,7 @@ def render_report(report: installer.InstallReport) -> str:
     elif facts.publications:
         kind += f" (publications: {', '.join(facts.publications)})"
     lines.append(f"role       {kind}")  # the node's kind, under its old label "role"
-    if facts.is_subscriber and report.embedding_mode is not None:
+    if facts.is_replica and report.embedding_mode is not None:
         mode = report.embedding_mode
         lines.append(f"embeddings {mode.value}: {mode.description}")
     if not report.changes:

@@ -1,5 +1,6 @@
-"""``agentchat replicate add|check|remove``: the seed's steps 1-3 as one command, its preflight
-alone, and their undo."""
+"""``agentchat replicate add|check|remove`` and ``agentchat mesh``: two-way links (the default),
+or the seed's steps 1-3 one way (``--one-way``) as one command, its preflight alone, and their
+undo."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+from psycopg import conninfo as _conninfo
 
 from agentchat import replication, topology
 from agentchat.cli import _options, _output
@@ -15,7 +17,12 @@ from agentchat.cli import _options, _output
 
 @click.group()
 def replicate() -> None:
-    """Replicate agent_chat from a source database to its replicas."""
+    """Replicate agent_chat between a hub and its agents' databases, both ways."""
+
+
+#: ``add``'s options that only one-way replication has, with what they default to
+ONE_WAY_ONLY = {"name": None, "publication": replication.DEFAULT_PUBLICATION, "role": None,
+                "copy_data": True}  # fmt: skip
 
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -63,6 +70,18 @@ def _source(source_dsn: str | None, topo: topology.Topology) -> str:
 
 @replicate.command()
 @_source_and_target
+@click.option(
+    "--one-way",
+    is_flag=True,
+    help="A read-only replica, as the seed has it: the target receives the source's"
+    " messages and refuses local writes; its agents send to the source.",
+)
+@click.option(
+    "--back-dsn",
+    metavar="DSN",
+    help="Two-way: how the source's server reaches the target (e.g."
+    ' "host=10.0.0.6") when that differs from how agentchat reaches it.',
+)
 @click.option("--role", help="Replication role on the source [default: one of the"
               " subscription's own, named like its slot]; an existing one is used only with a"
               " password that works (never reset).")  # fmt: skip
@@ -80,6 +99,8 @@ def add(
     target_dsn: str,
     name: str | None,
     publication: str,
+    one_way: bool,
+    back_dsn: str | None,
     role: str | None,
     passfile: Path | None,
     publisher_dsn: str | None,
@@ -91,15 +112,35 @@ def add(
     quiet: bool,
     fmt: str,
 ) -> None:
-    """Publish agent_chat on the source, subscribe the target, wait for the sync.
+    """Link the target to the source both ways (the target joins below the source: a spoke of
+    a hub, or of a relay), or replicate one way with --one-way.
 
-    Preflight first (each failure names its fix); every step has an undo, so a failed add
-    leaves no role, publication, slot or subscription behind. Running it again changes nothing.
-    `replicate check` runs the preflight alone.
+    Two-way: every agent writes to its own database, and each message travels to every other
+    database once. One-way: the target is a read-only replica. Preflight first (each failure
+    names its fix); every step has an undo, so a failed add leaves no role, publication, slot or
+    subscription behind. Running it again changes nothing.
     """
     topo = topology.load(config)
     source = _source(source_dsn, topo)
     as_json = fmt == "json"
+    if not one_way:
+        given = {"name": name, "publication": publication, "role": role, "copy_data": copy_data}
+        for option, value in given.items():
+            if value != ONE_WAY_ONLY[option]:
+                flag = "--no-copy-data" if option == "copy_data" else f"--{option}"
+                raise click.UsageError(f"{flag} is for --one-way replication only")
+        with _output.progress(quiet or as_json) as report:
+            joined = replication.join(
+                _with_sslmode(source, sslmode), target_dsn, publisher_dsn=publisher_dsn,
+                back_dsn=back_dsn, passfile=passfile, allow_insecure=allow_insecure,
+                timeout=timeout, topology=topo, progress=report,
+            )  # fmt: skip
+        _output.emit(fmt, joined.as_dict(), lambda: render_link(joined, topo.path))
+        for line in joined.warnings:
+            _output.warning(line)
+        return
+    if back_dsn:
+        raise click.UsageError("--back-dsn is for two-way replication (leave out --one-way)")
     with _output.progress(quiet or as_json) as report:
         result = replication.add(
             source, target_dsn, name=name, publication=publication, role=role,
@@ -149,6 +190,24 @@ def check(
     )  # fmt: skip
     _output.emit(fmt, result.as_dict(), lambda: render_check(result))
     return 0 if result.ok else 1
+
+
+def _with_sslmode(dsn: str, sslmode: str | None) -> str:
+    return _conninfo.make_conninfo(dsn, sslmode=sslmode) if sslmode else dsn
+
+
+def render_link(result: replication.LinkResult, path: Path) -> str:
+    """What a two-way add or a mesh did, in a few lines."""
+    if result.already:
+        return f"{' and '.join(result.nodes)} are linked already: nothing changed"
+    members = ", ".join(f"{label} (node {n})" for label, n in result.nodes.items())
+    lines = [f"linked both ways: {members}", f"  links {', '.join(result.links)}"]
+    if result.widened:
+        lines.append(f"  filters widened on the way to the root: {', '.join(result.widened)}")
+    for label, number in result.renumbered.items():
+        lines.append(f"  {label} is node {number} now (its number was taken)")
+    lines.append(f"  topology: {path}")
+    return "\n".join(lines)
 
 
 def render_check(result: replication.CheckResult) -> str:
@@ -208,6 +267,14 @@ def remove(
             )
         target_dsn = named[0].dsn
     as_json = fmt == "json"
+    if replication.has_links(target_dsn):
+        with _output.progress(quiet or as_json) as report:
+            left = replication.leave(target_dsn, topology=topo, progress=report)
+        label, number = next(iter(left.nodes.items()))
+        _output.emit(fmt, left.as_dict(), lambda: (
+            f"removed node {number} ({label}) from its topology: {', '.join(left.created)}"
+        ))  # fmt: skip
+        return
     with _output.progress(quiet or as_json) as report:
         result = replication.remove(
             target_dsn, name=name, source_dsn=source_dsn, topology=topo, progress=report
@@ -222,5 +289,48 @@ def remove(
             click.echo(f"  dropped slot {result.slot} on the source")
         if result.role_dropped:
             click.echo(f"  dropped role {result.role_dropped} on the source")
+    for line in result.warnings:
+        _output.warning(line)
+
+
+@click.command()
+@click.argument("dsns", nargs=-1, required=True, metavar="DSN DSN [DSN...]")
+@click.option("--passfile", type=click.Path(path_type=Path),
+              help="Keep the links' role passwords in this libpq passfile (readable by every"
+              " server) instead of the subscriptions' conninfo.")  # fmt: skip
+@click.option(
+    "--allow-insecure",
+    is_flag=True,
+    help="Allow non-local databases without sslmode require or stricter.",
+)
+@click.option("--timeout", type=float, default=300.0, show_default=True,
+              help="Seconds to wait for each link's initial copy.")  # fmt: skip
+@_options.config
+@_options.quiet
+@_options.output_format
+def mesh(
+    dsns: tuple[str, ...],
+    passfile: Path | None,
+    allow_insecure: bool,
+    timeout: float,
+    config: Path | None,
+    quiet: bool,
+    fmt: str,
+) -> None:
+    """Link every database to every other directly, both ways: a full mesh.
+
+    Each database publishes the messages written on it to each other one. Slots and walsenders
+    grow as N*(N-1): pick a mesh for a few databases, a star (`replicate add`) for more. Run it
+    again with one more DSN to add a member; `replicate remove --target` takes one out.
+    """
+    if len(dsns) < 2:
+        raise click.UsageError("a mesh needs at least two DSNs")
+    topo = topology.load(config)
+    with _output.progress(quiet or fmt == "json") as report:
+        result = replication.mesh(
+            list(dsns), passfile=passfile, allow_insecure=allow_insecure, timeout=timeout,
+            topology=topo, progress=report,
+        )  # fmt: skip
+    _output.emit(fmt, result.as_dict(), lambda: render_link(result, topo.path))
     for line in result.warnings:
         _output.warning(line)

@@ -43,7 +43,7 @@ def embed_replicated_setting(conn: _db.Connection) -> bool:
 
 def embedding_mode(conn: _db.Connection, facts: policy.NodeFacts | None = None) -> EmbeddingMode:
     facts = facts or policy.read_kind(conn)
-    if not facts.is_subscriber:
+    if not facts.is_replica:
         return EmbeddingMode.LOCAL
     if embed_replicated_setting(conn):
         return EmbeddingMode.EMBED_REPLICATED

@@ -6,7 +6,10 @@ The package's modules, each with one job:
 - :mod:`~agentchat.replication.preflight`: facts from both sides, judged into findings with fixes;
 - :mod:`~agentchat.replication.plan`: every name and step of an add, decided from facts (pure);
 - :mod:`~agentchat.replication.phases`: one function per step, each pushing its undo;
-- :mod:`~agentchat.replication.lifecycle`: ``add``, ``check`` and ``remove``;
+- :mod:`~agentchat.replication.lifecycle`: ``add``, ``check`` and ``remove`` (one way);
+- :mod:`~agentchat.replication.links`: node numbers in ids, the links of a tree or a mesh and
+  their row filters (pure);
+- :mod:`~agentchat.replication.twoway`: ``join``, ``leave`` and ``mesh`` (two-way links);
 - :mod:`~agentchat.replication.role`: the replication roles on the source and their passwords;
 - :mod:`~agentchat.replication.passfile`: libpq password files.
 
@@ -60,6 +63,7 @@ from agentchat.replication.role import (
     restore_passfile,
     role_of,
 )
+from agentchat.replication.twoway import LinkResult, has_links, join, leave, mesh
 
 __all__ = [
     "DEFAULT_PUBLICATION",
@@ -68,6 +72,7 @@ __all__ = [
     "CheckResult",
     "Facts",
     "Finding",
+    "LinkResult",
     "PreflightFailed",
     "Progress",
     "RemoveResult",
@@ -83,7 +88,11 @@ __all__ = [
     "drop_subscription",
     "ensure_role",
     "gather",
+    "has_links",
+    "join",
     "judge",
+    "leave",
+    "mesh",
     "no_statement_logging",
     "plan",
     "publication_shape",

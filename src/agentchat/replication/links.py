@@ -1,4 +1,4 @@
-"""Two-way links, planned (issue 13; see docs/design/two-way.md): no I/O, nothing uses it yet.
+"""Two-way links, planned (docs/replication.md, docs/design/two-way.md): no I/O.
 
 A message id made by ``agentchat_next_id()`` carries the node it was written on::
 
@@ -19,6 +19,7 @@ UPDATE and DELETE keep working: fact 8 of tests/integration/test_two_way_facts.p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -73,10 +74,38 @@ class Link:
             return message_id < LEGACY_LIMIT or node not in self.nodes
         return message_id >= LEGACY_LIMIT and node in self.nodes
 
-    def row_filter(self) -> sql.Composed:
-        """The publication's ``WHERE`` expression for ``agent_chat`` (the column is ``id``)."""
+    def row_filter(self, column: str = "id") -> sql.Composed:
+        """The publication's ``WHERE`` expression on a message id *column* (``agent_chat.id``,
+        ``memory_embeddings.source_id``)."""
         name = "link_filter_down" if self.down else "link_filter_up"
-        return queries.compose(name, nodes=sql.Literal(sorted(self.nodes)))
+        return queries.compose(
+            name, nodes=sql.Literal(sorted(self.nodes)), column=sql.Identifier(column)
+        )
+
+    def filters(self) -> dict[str, sql.Composed]:
+        """The three filters of the link's publication (``create_link_publication``)."""
+        nodes = sql.Literal(sorted(self.nodes))
+        return {
+            "chat_filter": self.row_filter("id"),
+            "embedding_filter": self.row_filter("source_id"),
+            "node_filter": queries.compose(
+                "link_nodes_down" if self.down else "link_nodes_up", nodes=nodes
+            ),
+        }
+
+
+_LINK_NAME = re.compile(r"agent_chat_([0-9]+)_to_([0-9]+)")
+
+
+def link_name(sender: int, receiver: int) -> str:
+    """``agent_chat_3_to_1``: the publication on node 3 for node 1, and node 1's subscription."""
+    return f"agent_chat_{sender}_to_{receiver}"
+
+
+def parse_link_name(name: str) -> tuple[int, int] | None:
+    """``(sender, receiver)`` of a link's name, or None for any other name."""
+    found = _LINK_NAME.fullmatch(name)
+    return (int(found[1]), int(found[2])) if found else None
 
 
 def tree(parent: Mapping[str, str | None], numbers: Mapping[str, int]) -> list[Link]:

@@ -24,9 +24,9 @@ WHERE n.nspname = 'public'
 ORDER BY t.tgname;
 
 -- name: node_kind
--- Facts for the node's kind (plain, source, subscriber), from the catalogs: does a subscription
--- carry agent_chat here, does a publication include it? (pg_publication_tables also covers FOR
--- ALL TABLES.)
+-- Facts for the node's kind (plain, source, subscriber, peer), from the catalogs: does a
+-- subscription carry agent_chat here, does a publication include it (pg_publication_tables also
+-- covers FOR ALL TABLES), does one publish it through a row filter (a two-way link)?
 SELECT
     EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel sr
             WHERE sr.srrelid = to_regclass('public.agent_chat')) AS is_subscriber,
@@ -41,7 +41,10 @@ SELECT
                        AND sr.srrelid = to_regclass('public.agent_chat'))) AS subscriptions,
     (SELECT pg_catalog.array_agg(DISTINCT pt.pubname ORDER BY pt.pubname)
        FROM pg_catalog.pg_publication_tables pt
-      WHERE pt.schemaname = 'public' AND pt.tablename = 'agent_chat') AS publications;
+      WHERE pt.schemaname = 'public' AND pt.tablename = 'agent_chat') AS publications,
+    EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt
+            WHERE pt.schemaname = 'public' AND pt.tablename = 'agent_chat'
+              AND pt.rowfilter IS NOT NULL) AS is_peer;
 
 -- name: server_facts
 -- What the installer reports about the server: version, wal_level, pgvector availability.

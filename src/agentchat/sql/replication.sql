@@ -193,9 +193,70 @@ SELECT pg_catalog.set_config('log_statement', %s, false),
        pg_catalog.set_config('log_min_duration_statement', %s, false);
 
 -- name: link_filter_down
--- Two-way links (docs/design/two-way.md): rows of every node except {nodes}, legacy rows too.
-(id < 4503599627370496 OR ((id >> 12) & 1023) <> ALL ({nodes}))
+-- Two-way links (docs/design/two-way.md): rows of every node except {nodes}, legacy rows too;
+-- {column} is the message id (agent_chat.id, memory_embeddings.source_id).
+({column} < 4503599627370496 OR (({column} >> 12) & 1023) <> ALL ({nodes}))
 
 -- name: link_filter_up
 -- Two-way links: rows written on one of {nodes}, never legacy rows.
-(id >= 4503599627370496 AND ((id >> 12) & 1023) = ANY ({nodes}))
+({column} >= 4503599627370496 AND (({column} >> 12) & 1023) = ANY ({nodes}))
+
+-- name: link_nodes_down
+-- The node registry's rows along a down link: every node's but {nodes}'.
+(node <> ALL ({nodes}))
+
+-- name: link_nodes_up
+-- The node registry's rows along an up link: {nodes}' only.
+(node = ANY ({nodes}))
+
+-- name: create_link_publication
+-- One two-way link's publication (docs/replication.md): the chat, the chat's embeddings and the
+-- node registry, each through the link's filter on the node of origin. The filters' columns
+-- are in each table's replica identity, so UPDATE and DELETE keep working.
+CREATE PUBLICATION {publication}
+    FOR TABLE public.agent_chat WHERE {chat_filter},
+              public.memory_embeddings (source_type, source_id, content, content_hash, embedding,
+                                        model, created_at, updated_at)
+              WHERE (source_type = 'agent_chat' AND {embedding_filter}),
+              public.agentchat_nodes WHERE {node_filter};
+
+-- name: set_link_publication
+-- A link's filters changed (a node joined or left below it): later changes follow them at once,
+-- with nothing to do on the subscriber.
+ALTER PUBLICATION {publication}
+    SET TABLE public.agent_chat WHERE {chat_filter},
+              public.memory_embeddings (source_type, source_id, content, content_hash, embedding,
+                                        model, created_at, updated_at)
+              WHERE (source_type = 'agent_chat' AND {embedding_filter}),
+              public.agentchat_nodes WHERE {node_filter};
+
+-- name: grant_link_published
+-- A link's replication role reads exactly the published tables.
+GRANT SELECT ON public.agent_chat, public.memory_embeddings, public.agentchat_nodes TO {role};
+
+-- name: link_subscriptions
+-- This database's two-way link subscriptions (agent_chat_<x>_to_<y>): name, slot, enabled.
+SELECT s.subname, s.subslotname, s.subenabled
+FROM pg_catalog.pg_subscription s
+WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                    WHERE datname = pg_catalog.current_database())
+  AND s.subname ~ '^agent_chat_[0-9]+_to_[0-9]+$'
+ORDER BY s.subname;
+
+-- name: link_publications
+-- This database's two-way link publications (agent_chat_<x>_to_<y>).
+SELECT p.pubname FROM pg_catalog.pg_publication p
+WHERE p.pubname ~ '^agent_chat_[0-9]+_to_[0-9]+$'
+ORDER BY p.pubname;
+
+-- name: server_version_num
+-- The server's version, as a number (160004).
+SELECT pg_catalog.current_setting('server_version_num')::int;
+
+-- name: forget_other_nodes
+-- A node about to join keeps only its own registry row: the others' arrive with the copy.
+DELETE FROM public.agentchat_nodes WHERE node <> %s;
+
+-- name: forget_node
+-- A node leaves (or joins afresh): its registry row goes, and the deletion travels on.
+DELETE FROM public.agentchat_nodes WHERE node = %s;
