@@ -49,3 +49,58 @@ def test_a_star_carries_every_message_to_every_database_once(
         )
         assert errors == [(0,)]
     assert {node_of(i) for i in sent} == set(numbers.values())
+
+
+def test_a_one_way_replica_becomes_a_two_way_spoke_keeping_every_row(
+    installed_db: str, installed_db2: str
+) -> None:
+    hub, spoke = installed_db, installed_db2
+    before = {_send(hub, "nova", f"old {i}", ["graybeard"]) for i in range(5)}
+    replication.add(hub, spoke, timeout=60)
+    helpers.wait_for(lambda: set(_ids(spoke)) == before, what="the one-way copy")
+    result = replication.join(hub, spoke, timeout=60)
+    assert result.converted == "agent_chat_from_" + helpers.dbname(hub).removesuffix("_memory")
+    assert replication.has_links(spoke)
+    reply = _send(spoke, "graybeard", "written on the spoke", ["nova"])
+    want = before | {reply}
+    helpers.wait_for(lambda: _converged([hub, spoke], want), what="convergence")
+    assert sorted(_ids(spoke)) == sorted(want)  # nothing twice
+    subs = helpers.execute(
+        spoke,
+        "SELECT subname FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid"
+        " WHERE d.datname = current_database()",
+    )
+    assert [s[0] for s in subs] == [result.links[0]]  # the link, not the one-way subscription
+
+
+def test_leaving_drops_the_links_on_both_sides_and_the_node_everywhere(
+    installed_db: str, installed_db2: str, installed_remote_db: str
+) -> None:
+    hub, near, far = installed_db, installed_db2, installed_remote_db
+    replication.join(hub, near, timeout=60)
+    joined = replication.join(hub, far, timeout=60)
+    far_number = list(joined.nodes.values())[1]  # the parent's first, then the child's
+    helpers.wait_for(
+        lambda: (
+            far_number in [r[0] for r in helpers.execute(near, "SELECT node FROM agentchat_nodes")]
+        ),
+        what="the far node's registry row on the near spoke",
+    )
+    left = replication.leave(far)
+    assert any(c.startswith("subscription ") for c in left.created)
+    assert not replication.has_links(far)
+    for dsn in (hub, near):
+        helpers.wait_for(
+            lambda dsn=dsn: (
+                far_number
+                not in [r[0] for r in helpers.execute(dsn, "SELECT node FROM agentchat_nodes")]
+            ),
+            what="the registry row gone",
+        )
+    pubs = helpers.execute(hub, "SELECT pubname FROM pg_publication ORDER BY 1")
+    assert all(str(far_number) not in p[0].split("_") for p in pubs), pubs
+    slots = helpers.execute(hub, "SELECT slot_name FROM pg_replication_slots")
+    assert all(helpers.dbname(far) not in s[0] for s in slots), slots
+    # the star still works without it
+    msg = _send(near, "graybeard", "still here", ["nova"])
+    helpers.wait_for(lambda: msg in _ids(hub), what="the near spoke's message at the hub")

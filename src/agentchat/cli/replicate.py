@@ -202,6 +202,8 @@ def render_link(result: replication.LinkResult, path: Path) -> str:
         return f"{' and '.join(result.nodes)} are linked already: nothing changed"
     members = ", ".join(f"{label} (node {n})" for label, n in result.nodes.items())
     lines = [f"linked both ways: {members}", f"  links {', '.join(result.links)}"]
+    if result.converted:
+        lines.append(f"  one-way subscription {result.converted} turned into these links")
     if result.widened:
         lines.append(f"  filters widened on the way to the root: {', '.join(result.widened)}")
     for label, number in result.renumbered.items():

@@ -29,12 +29,12 @@ from pathlib import Path
 from psycopg import conninfo as _conninfo
 from psycopg import sql
 
-from agentchat import _db, errors, nodes, schema
+from agentchat import _db, errors, nodes, schema, settings
 from agentchat import install as installer
-from agentchat.replication import phases
+from agentchat.replication import lifecycle, phases
 from agentchat.replication.links import Link, link_name, parse_link_name, tree
 from agentchat.replication.phases import Progress, Run, drop_slot, drop_subscription, quiet
-from agentchat.replication.plan import ReplicationPlan, gather, plan
+from agentchat.replication.plan import ReplicationPlan, gather, plan, points_at
 from agentchat.replication.preflight import (
     Finding,
     PreflightFailed,
@@ -79,6 +79,8 @@ class LinkResult:
     renumbered: dict[str, int] = field(default_factory=dict)
     already: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: the one-way subscription a join turned into two-way links
+    converted: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -135,15 +137,18 @@ def _links_of(node: Node) -> list[tuple[int, int]]:
 # -- numbers --------------------------------------------------------------------------------
 
 
-def _settle_number(node: Node, taken: Mapping[int, str], result: LinkResult) -> None:
+def _settle_number(
+    node: Node, taken: Mapping[int, str], result: LinkResult, *, wrote: bool = True
+) -> None:
     """Give *node* a number nobody else has: its own if free, else (when it wrote nothing under
-    its number) the smallest free one; refuse a collision it cannot get out of."""
+    its number) the smallest free one; refuse a collision it cannot get out of. *wrote*: False
+    for a former one-way replica, whose rows all came from its source."""
     number = nodes.number(node.conn)
     holder = taken.get(number)
     if holder is None or holder == node.label:
         node.number = number
         return
-    written = nodes.own_rows(node.conn, number)
+    written = nodes.own_rows(node.conn, number) if wrote else 0
     if written:
         raise errors.ReplicationError(
             f"{node.label} wrote {written} messages as node {number}, which is {holder}'s number:"
@@ -371,6 +376,7 @@ def join(
     opts = LinkOptions(_params(publisher_dsn), _params(back_dsn), passfile, allow_insecure, timeout)
     parent_info = _db.make_conninfo(parent_dsn)
     check_transport(_db.conninfo_params(parent_info), allow_insecure)
+    converted = _convert_one_way(parent_info, _db.make_conninfo(child_dsn), progress)
     with _db.wrap_errors(), contextlib.ExitStack() as stack:
         progress("preflight", "checking both databases")
         parent_conn = stack.enter_context(_db.connect(parent_info))
@@ -379,7 +385,37 @@ def join(
         child = _connect_child(
             stack, _db.make_conninfo(child_dsn), schema.embedding_dimension(parent_conn)
         )
-        return _join(parent, child, opts, topology, progress)
+        return _join(parent, child, opts, topology, progress, converted)
+
+
+def _convert_one_way(parent_info: str, child_info: str, progress: Progress) -> str | None:
+    """A one-way replica of the parent becomes a two-way spoke: its subscription, slot and role
+    go first (it keeps every row it holds), and the new down link's copy, through its filter,
+    brings what it lacks: the admission trigger skips the rows it has already. Returns the
+    one-way subscription's name, or None when the child is no replica of the parent."""
+    with _db.wrap_errors():
+        try:
+            child = _db.connect(child_info)
+        except errors.DatabaseMissing:
+            return None
+        with child, _db.connection(parent_info) as parent:
+            subs = _one_way_subscriptions(Node(child, "", ""))
+            if len(subs) != 1:
+                return None
+            row = child.execute(queries["subscription"], (subs[0],)).fetchone()
+            wanted = {"dbname": parent.info.dbname, "port": str(parent.info.port)}
+            if row is None or not points_at(row[3], wanted):
+                return None
+    progress("convert", f"turning one-way subscription {subs[0]} into two-way links")
+    removed = lifecycle.remove(child_info, name=subs[0], source_dsn=parent_info)
+    if removed.warnings:
+        raise errors.ReplicationError(
+            f"could not remove the one-way subscription {subs[0]} cleanly:"
+            f" {'; '.join(removed.warnings)}"
+        )
+    with _db.connection(child_info) as child:
+        settings.delete(child, settings.HISTORY_FROM)
+    return subs[0]
 
 
 def _params(dsn: str | None) -> dict[str, str]:
@@ -389,7 +425,12 @@ def _params(dsn: str | None) -> dict[str, str]:
 
 
 def _join(
-    parent: Node, child: Node, opts: LinkOptions, topology: Topology | None, progress: Progress
+    parent: Node,
+    child: Node,
+    opts: LinkOptions,
+    topology: Topology | None,
+    progress: Progress,
+    converted: str | None = None,
 ) -> LinkResult:
     for node in (parent, child):
         _check_version(node)
@@ -404,7 +445,7 @@ def _join(
             )
     parent.number = nodes.number(parent.conn)
     registry = nodes.registry(parent.conn)
-    result = LinkResult(nodes={})
+    result = LinkResult(nodes={}, converted=converted)
     child_links = _links_of(child)
     rejoin = any(parent.number in pair for pair in child_links)
     if child_links and not rejoin:
@@ -415,7 +456,7 @@ def _join(
         )
     taken = {k: v for k, v in _taken(registry).items() if v != child.label}
     taken[parent.number] = parent.label
-    _settle_number(child, taken, result)
+    _settle_number(child, taken, result, wrote=converted is None)
     result.nodes = {parent.label: parent.number, child.label: child.number}
     findings = [] if rejoin else _preflight(parent, child, new_slot=True)
     findings += [] if rejoin else _preflight(child, parent, new_slot=True)
