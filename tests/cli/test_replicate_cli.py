@@ -11,7 +11,7 @@ import pytest
 from agentchat import install
 from agentchat.server import Cluster, free_port
 from tests import helpers
-from tests.helpers import execute, invoke, one_line_error, run_cli
+from tests.helpers import execute, invoke, ok, one_line_error, run_cli
 
 
 def test_topology_file_drives_later_commands(hub: Cluster, installed_db: str, db2: str,
@@ -82,7 +82,8 @@ def test_remove_with_source_unreachable(lonely_source: Cluster, remote: Cluster,
 
 def test_unreachable_source_leaves_nothing(remote_db: str) -> None:
     port = free_port()
-    done = invoke("replicate", "add", "--one-way", "--source", f"host=127.0.0.1 port={port} dbname=nova",
+    done = invoke("replicate", "add", "--one-way",
+                  "--source", f"host=127.0.0.1 port={port} dbname=nova",
                   "--target", remote_db)  # fmt: skip
     one_line_error(done, "cannot connect to", 1)
     assert execute(remote_db, "SELECT count(*) FROM pg_subscription") == [(0,)]
@@ -152,7 +153,8 @@ def test_preflight_refuses_a_source_role_without_privileges(
 
 def test_unreachable_target_leaves_nothing_on_the_source(hub: Cluster, installed_db: str) -> None:
     port = free_port()
-    done = invoke("replicate", "add", "--one-way", "--source", installed_db, "--role", "ac_never_made",
+    done = invoke("replicate", "add", "--one-way",
+                  "--source", installed_db, "--role", "ac_never_made",
                   "--target", f"host=127.0.0.1 port={port} dbname=graybeard")  # fmt: skip
     line = one_line_error(done, "cannot connect to", 1)
     assert f"127.0.0.1:{port}" in line, line
@@ -188,12 +190,14 @@ def test_check_changes_nothing_and_says_what_add_would_make(
     db, db2 = installed_db, installed_db2
     before = made_on(hub, db, db2)
     config = ["--config", str(tmp_path / "agentchat.toml")]
-    done = run_cli("replicate", "check", "--source", db, "--target", db2, *config)
+    done = run_cli("replicate", "check", "--one-way", "--source", db, "--target", db2, *config)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("replicate add would proceed: ")
     assert "steps: role, publication, slot, subscription, sync, install, topology" in lines[2]
-    done = run_cli("replicate", "check", "--source", db, "--target", db2, "--json", *config)
+    done = run_cli(
+        "replicate", "check", "--one-way", "--source", db, "--target", db2, "--json", *config
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["findings"] == []
@@ -203,7 +207,7 @@ def test_check_changes_nothing_and_says_what_add_would_make(
 
     done = run_cli("replicate", "add", "--one-way", "--source", db, "--target", db2, *config)
     assert done.returncode == 0, done.stderr
-    done = run_cli("replicate", "check", "--source", db, "--target", db2, *config)
+    done = run_cli("replicate", "check", "--one-way", "--source", db, "--target", db2, *config)
     assert done.returncode == 0, done.stderr
     assert "add would change nothing" in done.stdout
 
@@ -213,7 +217,7 @@ def test_check_lists_every_finding_with_its_fix(
 ) -> None:
     _low_wal, few_slots = poor_clusters
     source = few_slots.conninfo("nova_memory")
-    done = run_cli("replicate", "check", "--source", source, "--target", remote_db)
+    done = run_cli("replicate", "check", "--one-way", "--source", source, "--target", remote_db)
     assert done.returncode == 1, done.stderr
     assert done.stdout.startswith("replicate add would stop: 2 problem(s) with ")
     for fragment in (
@@ -223,7 +227,9 @@ def test_check_lists_every_finding_with_its_fix(
         "    fix: raise max_wal_senders on the source",
     ):
         assert fragment in done.stdout, done.stdout
-    done = run_cli("replicate", "check", "--source", source, "--target", remote_db, "--json")
+    done = run_cli(
+        "replicate", "check", "--one-way", "--source", source, "--target", remote_db, "--json"
+    )
     assert done.returncode == 1
     result = json.loads(done.stdout)
     assert [f["check"] for f in result["findings"]] == ["replication_slots", "wal_senders"]
@@ -239,7 +245,9 @@ def test_check_names_what_add_would_refuse_later(
     config = ["--config", str(tmp_path / "agentchat.toml")]
     done = run_cli("replicate", "add", "--one-way", "--source", db, "--target", remote_db, *config)
     assert done.returncode == 0, done.stderr
-    done = run_cli("replicate", "check", "--source", db2, "--target", remote_db, *config)
+    done = run_cli(
+        "replicate", "check", "--one-way", "--source", db2, "--target", remote_db, *config
+    )
     assert done.returncode == 1, done.stderr
     assert "  topology: " in done.stdout and "describes another source" in done.stdout
     assert "  target_subscription: " in done.stdout and "already subscribes" in done.stdout
@@ -248,7 +256,9 @@ def test_check_names_what_add_would_refuse_later(
 
 def test_check_of_a_missing_target_creates_nothing(hub: Cluster, installed_db: str) -> None:
     missing = hub.conninfo("ac_check_missing")
-    done = run_cli("replicate", "check", "--source", installed_db, "--target", missing, "--json")
+    done = run_cli(
+        "replicate", "check", "--one-way", "--source", installed_db, "--target", missing, "--json"
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["plan"]["steps"][0] == "role"
     assert execute(
@@ -257,6 +267,48 @@ def test_check_of_a_missing_target_creates_nothing(hub: Cluster, installed_db: s
 
 
 def test_check_refuses_an_insecure_remote_source_like_add() -> None:
-    done = invoke("replicate", "check", "--source", "host=db.example.com dbname=nova",
+    done = invoke("replicate", "check", "--one-way", "--source", "host=db.example.com dbname=nova",
                   "--target", "dbname=x")  # fmt: skip
     one_line_error(done, "--sslmode require", 2)
+
+
+def test_two_way_add_check_and_remove(installed_db: str, installed_db2: str) -> None:
+    config = ("--config", "topo.toml")
+    done = run_cli("replicate", "check", "--source", installed_db, "--target", installed_db2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("replicate add would proceed: ") and "(two-way)" in done.stdout
+    done = run_cli("replicate", "add", "--source", installed_db, "--target", installed_db2,
+                   "--json", *config)  # fmt: skip
+    result = json.loads(ok(done))
+    hub, spoke = result["nodes"].values()
+    assert result["links"] == [f"agent_chat_{hub}_to_{spoke}", f"agent_chat_{spoke}_to_{hub}"]
+    assert 'mode = "two-way"' in Path("topo.toml").read_text()
+    again = run_cli("replicate", "add", "--source", installed_db, "--target", installed_db2,
+                    *config)  # fmt: skip
+    assert ok(again).endswith("are linked already: nothing changed\n")
+    done = run_cli("replicate", "remove", "--target", installed_db2, "--json", *config)
+    removed = json.loads(ok(done))
+    assert f"subscription agent_chat_{hub}_to_{spoke}" in removed["created"]
+    assert "two-way" not in Path("topo.toml").read_text()
+
+
+def test_options_of_one_way_replication_need_one_way(installed_db: str, remote_db: str) -> None:
+    for option in (("--role", "r"), ("--name", "n"), ("--no-copy-data",)):
+        done = invoke("replicate", "add", "--source", installed_db, "--target", remote_db, *option)
+        one_line_error(done, f"{option[0]} is for --one-way replication only", 2)
+    done = invoke("replicate", "add", "--one-way", "--source", installed_db, "--target",
+                  remote_db, "--back-dsn", "host=x")  # fmt: skip
+    one_line_error(done, "--back-dsn is for two-way replication", 2)
+
+
+def test_mesh_links_each_to_each(
+    installed_db: str, installed_db2: str, installed_remote_db: str
+) -> None:
+    one = invoke("mesh", installed_db)
+    one_line_error(one, "a mesh needs at least two DSNs", 2)
+    done = run_cli("mesh", installed_db, installed_db2, installed_remote_db, "--json")
+    result = json.loads(ok(done))
+    assert len(set(result["nodes"].values())) == 3
+    assert len(result["links"]) == 6
+    done = run_cli("mesh", installed_db, installed_db2, installed_remote_db)
+    assert ok(done).endswith("are linked already: nothing changed\n")

@@ -104,3 +104,23 @@ def test_leaving_drops_the_links_on_both_sides_and_the_node_everywhere(
     # the star still works without it
     msg = _send(near, "graybeard", "still here", ["nova"])
     helpers.wait_for(lambda: msg in _ids(hub), what="the near spoke's message at the hub")
+
+
+def test_a_relay_passes_its_leafs_messages_up_and_the_hubs_down(
+    installed_db: str, installed_db2: str, installed_remote_db: str
+) -> None:
+    hub, relay, leaf = installed_db, installed_db2, installed_remote_db
+    replication.join(hub, relay, timeout=60)
+    below = replication.join(relay, leaf, timeout=60)
+    hub_number, relay_number = (
+        helpers.execute(d, "SELECT value::int FROM agentchat_settings WHERE key = 'node'")[0][0]
+        for d in (hub, relay)
+    )
+    assert below.widened == [f"agent_chat_{relay_number}_to_{hub_number}",
+                             f"agent_chat_{hub_number}_to_{relay_number}"]  # fmt: skip
+    sent = {_send(d, name, f"from {name}", ["*"]) for d, name in
+            ((hub, "nova"), (relay, "graybeard"), (leaf, "sage"))}  # fmt: skip
+    helpers.wait_for(lambda: _converged([hub, relay, leaf], sent), what="convergence")
+    # the hub has no link to the leaf: the relay carried its message
+    names = helpers.execute(hub, "SELECT pubname FROM pg_publication ORDER BY 1")
+    assert [n[0] for n in names] == [f"agent_chat_{hub_number}_to_{relay_number}"]

@@ -4,6 +4,7 @@ undo."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -11,7 +12,7 @@ from typing import TypeVar
 import click
 from psycopg import conninfo as _conninfo
 
-from agentchat import replication, topology
+from agentchat import _db, replication, topology
 from agentchat.cli import _options, _output
 
 
@@ -162,6 +163,7 @@ def add(
 
 @replicate.command()
 @_source_and_target
+@click.option("--one-way", is_flag=True, help="Check a one-way add (a read-only replica).")
 @_connection_options
 @_options.config
 @_options.output_format
@@ -170,6 +172,7 @@ def check(
     target_dsn: str,
     name: str | None,
     publication: str,
+    one_way: bool,
     publisher_dsn: str | None,
     copy_data: bool,
     sslmode: str | None,
@@ -183,13 +186,55 @@ def check(
     its fix otherwise.
     """
     topo = topology.load(config)
+    source = _source(source_dsn, topo)
+    if not one_way:
+        findings = replication.check_join(
+            _with_sslmode(source, sslmode), target_dsn, allow_insecure=allow_insecure
+        )
+        place = f"{_db.describe(_db.make_conninfo(source))} <-> {_db.describe(target_dsn)}"
+        data = {
+            "source": source, "target": target_dsn, "mode": "two-way", "ok": not findings,
+            "findings": [dataclasses.asdict(f) for f in findings],
+        }  # fmt: skip
+        _output.emit(fmt, data, lambda: render_findings(findings, place, "two-way"))
+        return 0 if not findings else 1
     result = replication.check(
-        _source(source_dsn, topo), target_dsn, name=name, publication=publication,
+        source, target_dsn, name=name, publication=publication,
         publisher_dsn=publisher_dsn, copy_data=copy_data, sslmode=sslmode,
         allow_insecure=allow_insecure, topology=topo,
     )  # fmt: skip
     _output.emit(fmt, result.as_dict(), lambda: render_check(result))
     return 0 if result.ok else 1
+
+
+def render_findings(findings: list[replication.Finding], place: str, mode: str) -> str:
+    """A check's verdict: add would proceed, or every problem with its fix."""
+    if not findings:
+        return f"replicate add would proceed: {place} ({mode})"
+    lines = [f"replicate add would stop: {len(findings)} problem(s) with {place}"]
+    for finding in findings:
+        lines.append(f"  {finding.check}: {finding.message}")
+        if finding.fix:
+            lines.append(f"    fix: {finding.fix}")
+    return "\n".join(lines)
+
+
+def render_check(result: replication.CheckResult) -> str:
+    """``replicate check --one-way``'s text: the verdict, then the plan or each finding."""
+    plan = result.plan
+    if not result.ok:
+        place = f"{result.source} -> {result.target}"
+        return render_findings([f for f in result.findings if not f.ok], place, "one-way")
+    if plan.already:
+        return f"{result.target} already replicates from {result.source}: add would change nothing"
+    return "\n".join([
+        f"replicate add would proceed: {result.source} -> {result.target}",
+        f"  subscription {plan.subscription}, slot {plan.slot}, publication {plan.publication},"
+        f" role {plan.role}",
+        f"  steps: {', '.join(plan.steps)}",
+        f"  would create: {', '.join(plan.creates)}",
+        *([f"  exists already: {', '.join(plan.exists)}"] if plan.exists else []),
+    ])  # fmt: skip
 
 
 def _with_sslmode(dsn: str, sslmode: str | None) -> str:
@@ -210,30 +255,6 @@ def render_link(result: replication.LinkResult, path: Path) -> str:
         lines.append(f"  {label} is node {number} now (its number was taken)")
     lines.append(f"  topology: {path}")
     return "\n".join(lines)
-
-
-def render_check(result: replication.CheckResult) -> str:
-    """``replicate check``'s text: the verdict, then the plan or each finding with its fix."""
-    plan = result.plan
-    if not result.ok:
-        failed = [f for f in result.findings if not f.ok]
-        lines = [f"replicate add would stop: {len(failed)} problem(s) with"
-                 f" {result.source} -> {result.target}"]  # fmt: skip
-        for finding in failed:
-            lines.append(f"  {finding.check}: {finding.message}")
-            if finding.fix:
-                lines.append(f"    fix: {finding.fix}")
-        return "\n".join(lines)
-    if plan.already:
-        return f"{result.target} already replicates from {result.source}: add would change nothing"
-    return "\n".join([
-        f"replicate add would proceed: {result.source} -> {result.target}",
-        f"  subscription {plan.subscription}, slot {plan.slot}, publication {plan.publication},"
-        f" role {plan.role}",
-        f"  steps: {', '.join(plan.steps)}",
-        f"  would create: {', '.join(plan.creates)}",
-        *([f"  exists already: {', '.join(plan.exists)}"] if plan.exists else []),
-    ])  # fmt: skip
 
 
 @replicate.command()

@@ -63,7 +63,14 @@ from agentchat.replication.role import (
     restore_passfile,
     role_of,
 )
-from agentchat.replication.twoway import LinkResult, has_links, join, leave, mesh
+from agentchat.replication.twoway import (
+    LinkResult,
+    check_join,
+    has_links,
+    join,
+    leave,
+    mesh,
+)
 
 __all__ = [
     "DEFAULT_PUBLICATION",
@@ -81,6 +88,7 @@ __all__ = [
     "TargetFacts",
     "add",
     "check",
+    "check_join",
     "check_transport",
     "default_subscription_name",
     "drop_role",

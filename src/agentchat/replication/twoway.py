@@ -49,6 +49,8 @@ from agentchat.topology import Topology
 
 #: two-way replication needs ``origin`` on subscriptions, and is measured on 16 and 18
 MIN_TWO_WAY_VERSION = 160000
+#: the schema version that gives every database a node number and the node registry
+NODE_SCHEMA = 6
 
 
 @dataclass
@@ -102,14 +104,17 @@ class LinkOptions:
 # -- checks ---------------------------------------------------------------------------------
 
 
-def _check_version(node: Node) -> None:
+def _version_finding(node: Node) -> Finding | None:
+    """Two-way replication needs PostgreSQL 16 (``origin``; the facts are measured on 16, 18)."""
     [(version,)] = node.conn.execute(queries["server_version_num"]).fetchall()
-    if int(version) < MIN_TWO_WAY_VERSION:
-        raise errors.ReplicationError(
-            f"{node.label} runs PostgreSQL {int(version) // 10000}: two-way replication needs 16"
-            " or later (subscriptions with origin)",
-            fix="upgrade that server, or replicate one way: agentchat replicate add --one-way",
-        )
+    if int(version) >= MIN_TWO_WAY_VERSION:
+        return None
+    return Finding(
+        "two_way_version", False,
+        f"{node.label} runs PostgreSQL {int(version) // 10000}: two-way replication needs 16"
+        " or later (subscriptions with origin)",
+        "upgrade that server, or replicate one way: agentchat replicate add --one-way",
+    )  # fmt: skip
 
 
 def _preflight(sender: Node, receiver: Node, *, new_slot: bool) -> list[Finding]:
@@ -432,28 +437,14 @@ def _join(
     progress: Progress,
     converted: str | None = None,
 ) -> LinkResult:
-    for node in (parent, child):
-        _check_version(node)
     if parent.conninfo == child.conninfo:
         raise errors.InvalidInput(f"{parent.label} cannot join itself")
-    for node, what in ((parent, "parent"), (child, "new node")):
-        if _one_way_subscriptions(node):
-            raise errors.ReplicationError(
-                f"the {what} {node.label} is a one-way replica"
-                f" (subscription {', '.join(_one_way_subscriptions(node))})",
-                fix="remove that subscription first: agentchat replicate remove --target ...",
-            )
     parent.number = nodes.number(parent.conn)
     registry = nodes.registry(parent.conn)
     result = LinkResult(nodes={}, converted=converted)
-    child_links = _links_of(child)
-    rejoin = any(parent.number in pair for pair in child_links)
-    if child_links and not rejoin:
-        raise errors.ReplicationError(
-            f"{child.label} is linked to other nodes already ({_names(child_links)})",
-            fix="join a database that has no links yet, or remove its links first"
-            " (agentchat replicate remove --target ...)",
-        )
+    refusals, rejoin = _refusals(parent, child, registry)
+    if refusals:
+        raise errors.ReplicationError(refusals[0].message, fix=refusals[0].fix)
     taken = {k: v for k, v in _taken(registry).items() if v != child.label}
     taken[parent.number] = parent.label
     _settle_number(child, taken, result, wrote=converted is None)
@@ -510,6 +501,86 @@ def _join(
             parent.conninfo, child.conninfo, link_name(parent.number, child.number)
         )
     return result
+
+
+def _refusals(
+    parent: Node, child: Node, registry: Sequence[nodes.Node]
+) -> tuple[list[Finding], bool]:
+    """Why *child* cannot join below *parent* (each with its fix), and whether the two are
+    linked already (a re-run)."""
+    found = [f for f in map(_version_finding, (parent, child)) if f is not None]
+    for node, what in ((parent, "parent"), (child, "new node")):
+        if subs := _one_way_subscriptions(node):
+            found.append(Finding(
+                "one_way_replica", False,
+                f"the {what} {node.label} is a one-way replica (subscription {', '.join(subs)})",
+                "remove that subscription first: agentchat replicate remove --target ...",
+            ))  # fmt: skip
+    child_links = _links_of(child)
+    rejoin = any(parent.number in pair for pair in child_links)
+    if child_links and not rejoin:
+        found.append(Finding(
+            "linked_elsewhere", False,
+            f"{child.label} is linked to other nodes already ({_names(child_links)})",
+            "join a database that has no links yet, or remove its links first"
+            " (agentchat replicate remove --target ...)",
+        ))  # fmt: skip
+    below = {n.number for n in registry if n.parent == parent.number}
+    mine = next((n for n in registry if n.number == parent.number), None)
+    neighbours = {a if b == parent.number else b for a, b in _links_of(parent)}
+    strangers = sorted(neighbours - below - {mine.parent if mine else None} - {child.number})
+    if strangers and not rejoin:
+        found.append(Finding(
+            "mesh_member", False,
+            f"{parent.label} is a mesh member (linked to nodes {', '.join(map(str, strangers))}):"
+            " a mesh does not relay, so a node below it would talk to it alone",
+            "join the new database to the mesh instead: agentchat mesh DSN... (all members)",
+        ))  # fmt: skip
+    return found, rejoin
+
+
+def check_join(parent_dsn: str, child_dsn: str, *, allow_insecure: bool = False) -> list[Finding]:
+    """``replicate check`` for a two-way add: every reason it would stop, each with its fix;
+    changes nothing. A missing child database is judged by its server (add creates it)."""
+    parent_info = _db.make_conninfo(parent_dsn)
+    child_info = _db.make_conninfo(child_dsn)
+    found: list[Finding] = []
+    try:
+        check_transport(_db.conninfo_params(parent_info), allow_insecure)
+    except errors.InvalidInput as exc:
+        found.append(Finding("transport", False, exc.message, exc.fix))
+    with _db.wrap_errors(), contextlib.ExitStack() as stack:
+        parent = Node.of(stack.enter_context(_db.connect(parent_info)))
+        try:
+            child = Node.of(stack.enter_context(_db.connect(child_info)))
+            missing = False
+        except errors.DatabaseMissing:
+            server = stack.enter_context(installer.maintenance_connection(child_info))
+            child, missing = Node(server, child_info, _db.describe(child_info)), True
+        if schema.schema_version(parent.conn) < NODE_SCHEMA:  # add upgrades it first
+            return found + _preflight(parent, child, new_slot=True)
+        parent.number = nodes.number(parent.conn)
+        registry = nodes.registry(parent.conn)
+        if not missing:
+            refusals, rejoin = _refusals(parent, child, registry)
+            found += refusals
+            if rejoin:
+                return found
+            child.number = nodes.number(child.conn)
+            holder = _taken(registry).get(child.number)
+            if child.number == parent.number:
+                holder = parent.label
+            if holder not in (None, child.label) and nodes.own_rows(child.conn, child.number):
+                found.append(Finding(
+                    "node_number", False,
+                    f"{child.label} wrote messages as node {child.number}, which is {holder}'s"
+                    " number: their ids would collide",
+                    "join it to a topology where its number is free",
+                ))  # fmt: skip
+        found += _preflight(parent, child, new_slot=True)
+        if not missing:
+            found += _preflight(child, parent, new_slot=True)
+    return found
 
 
 def _names(pairs: Sequence[tuple[int, int]]) -> str:
@@ -595,7 +666,8 @@ def mesh(
                 raise errors.InvalidInput(f"{node.label} is named twice")
             members.append(node)
         for node in members:
-            _check_version(node)
+            if (old := _version_finding(node)) is not None:
+                raise errors.ReplicationError(old.message, fix=old.fix)
             if _one_way_subscriptions(node):
                 raise errors.ReplicationError(
                     f"{node.label} is a one-way replica", fix="remove its subscription first"
