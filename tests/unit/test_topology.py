@@ -54,3 +54,25 @@ def test_passfile_lines_are_escaped_and_replaced(tmp_path: Path) -> None:
     assert passfile.read_passfile(path, "replicator") == "a:b\\c"
     passfile.write_passfile(path, "/run/pg", "5432", "nova", "replicator", "new")
     assert path.read_text().splitlines() == ["db1:5432:nova:other:x", "*:5432:nova:replicator:new"]
+
+
+def test_two_way_children_relays_and_a_mesh_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "agentchat.toml"
+    topo = topology.Topology(path)
+    topo.record_link("host=h dbname=hub password=p", "host=a dbname=a", "agent_chat_1_to_2")
+    topo.record_link("host=a dbname=a", "host=b dbname=b password=q", "agent_chat_2_to_3")
+    topo.record_mesh(["host=m dbname=x", "host=n dbname=y password=r"])
+    assert "password=" not in path.read_text()
+    dsn = topology.strip_password
+    again = topology.load(path)
+    assert again.source == dsn("host=h dbname=hub")
+    assert [(r.dsn, r.mode, r.parent) for r in again.replicas] == [
+        (dsn("host=a dbname=a"), "two-way", None),
+        (dsn("host=b dbname=b"), "two-way", dsn("host=a dbname=a")),
+    ]
+    assert again.mesh == [dsn("host=m dbname=x"), dsn("host=n dbname=y")]
+    assert again.databases()[-2:] == again.mesh
+    with pytest.raises(errors.ConfigError, match="has neither"):
+        again.add_link("host=z dbname=z", "host=c dbname=c", "agent_chat_9_to_4")
+    assert again.forget_link("host=n dbname=y") and again.forget_link("host=b dbname=b")
+    assert [r.dsn for r in topology.load(path).replicas] == [dsn("host=a dbname=a")]
