@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentchat import replication
+from agentchat import errors, replication
 from agentchat.replication.links import node_of
 from tests import helpers
 
@@ -124,3 +124,10 @@ def test_a_relay_passes_its_leafs_messages_up_and_the_hubs_down(
     # the hub has no link to the leaf: the relay carried its message
     names = helpers.execute(hub, "SELECT pubname FROM pg_publication ORDER BY 1")
     assert [n[0] for n in names] == [f"agent_chat_{hub_number}_to_{relay_number}"]
+
+
+def test_a_hub_with_spokes_cannot_leave(installed_db: str, installed_db2: str) -> None:
+    replication.join(installed_db, installed_db2, timeout=60)
+    with pytest.raises(errors.ReplicationError, match="is the hub of nodes"):
+        replication.leave(installed_db)
+    assert replication.has_links(installed_db2)

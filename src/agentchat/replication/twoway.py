@@ -606,11 +606,13 @@ def leave(dsn: str, *, topology: Topology | None = None, progress: Progress = qu
             return result
         mine = next((n for n in registry if n.number == node.number), None)
         up = mine.parent if mine else None
-        below = sorted({a for a, b in pairs if b == node.number and a != up} - {up or -1})
-        if up is not None and below:
+        linked = {a for a, _ in pairs} | {b for _, b in pairs}
+        below = sorted(n.number for n in registry if n.parent == node.number and n.number in linked)
+        if below:
+            what = "relays for" if up is not None else "is the hub of"
             raise errors.ReplicationError(
-                f"{node.label} relays for nodes {', '.join(map(str, below))}",
-                fix="remove the nodes below it first",
+                f"{node.label} {what} nodes {', '.join(map(str, below))}: they would be cut off",
+                fix="remove the nodes below it first (agentchat replicate remove --target ...)",
             )
         parents = _tree_of(registry, node.number) if up is not None else {}
         edges = _path_up(parents, up) if up is not None else []
