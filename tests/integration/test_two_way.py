@@ -131,3 +131,23 @@ def test_a_hub_with_spokes_cannot_leave(installed_db: str, installed_db2: str) -
     with pytest.raises(errors.ReplicationError, match="is the hub of nodes"):
         replication.leave(installed_db)
     assert replication.has_links(installed_db2)
+
+
+def test_a_mesh_grows_by_one_member_and_loses_one(
+    installed_db: str, installed_db2: str, installed_remote_db: str
+) -> None:
+    a, b, c = installed_db, installed_db2, installed_remote_db
+    replication.mesh([a, b], timeout=60)
+    early = {_send(a, "nova", "before c", ["*"]), _send(b, "graybeard", "before c", ["*"])}
+    helpers.wait_for(lambda: _converged([a, b], early), what="the pair")
+    grown = replication.mesh([a, b, c], timeout=60)
+    assert len(grown.links) == 6 and len(grown.created) > 0
+    # a mesh carries each node's own rows: c receives a's and b's history through the copy
+    helpers.wait_for(lambda: _converged([a, b, c], early), what="c's copy of the history")
+    late = _send(c, "sage", "from c", ["*"])
+    helpers.wait_for(lambda: _converged([a, b, c], early | {late}), what="c's message")
+    replication.leave(b)
+    assert not replication.has_links(b)
+    last = _send(a, "nova", "after b left", ["*"])
+    helpers.wait_for(lambda: last in _ids(c), what="a -> c without b")
+    assert last not in _ids(b)
