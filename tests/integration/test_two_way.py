@@ -89,14 +89,13 @@ def test_leaving_drops_the_links_on_both_sides_and_the_node_everywhere(
     left = replication.leave(far)
     assert any(c.startswith("subscription ") for c in left.created)
     assert not replication.has_links(far)
-    for dsn in (hub, near):
-        helpers.wait_for(
-            lambda dsn=dsn: (
-                far_number
-                not in [r[0] for r in helpers.execute(dsn, "SELECT node FROM agentchat_nodes")]
-            ),
-            what="the registry row gone",
-        )
+
+    def registered(dsn: str) -> list[int]:
+        return [r[0] for r in helpers.execute(dsn, "SELECT node FROM agentchat_nodes")]
+
+    helpers.wait_for(
+        lambda: far_number not in registered(hub) + registered(near), what="the registry row gone"
+    )
     pubs = helpers.execute(hub, "SELECT pubname FROM pg_publication ORDER BY 1")
     assert all(str(far_number) not in p[0].split("_") for p in pubs), pubs
     slots = helpers.execute(hub, "SELECT slot_name FROM pg_replication_slots")
