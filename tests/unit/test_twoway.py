@@ -6,7 +6,7 @@ import pytest
 
 from agentchat import errors
 from agentchat.nodes import Node
-from agentchat.replication.twoway import _path_up, _tree_of, tree_links
+from agentchat.replication.twoway import _path_up, _tree_of, tree_links, version_finding
 
 
 def _registry(parents: dict[int, int | None]) -> list[Node]:
@@ -47,3 +47,14 @@ def test_joining_below_a_relay_widens_every_link_on_the_path() -> None:
     assert all(
         before[k] == after[k] for k in unchanged if k not in {(3, 2), (2, 3), (2, 1), (1, 2)}
     )
+
+
+def test_two_way_is_refused_before_postgresql_16_with_the_way_out() -> None:
+    assert version_finding("db", 160000) is None and version_finding("db", 180004) is None
+    old = version_finding("nova_memory on db1:5432", 150012)
+    assert old is not None and not old.ok
+    assert old.message == (
+        "nova_memory on db1:5432 runs PostgreSQL 15: two-way replication needs 16 or later"
+        " (subscriptions with origin)"
+    )
+    assert old.fix is not None and "--one-way" in old.fix

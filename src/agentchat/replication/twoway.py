@@ -105,13 +105,17 @@ class LinkOptions:
 
 
 def _version_finding(node: Node) -> Finding | None:
-    """Two-way replication needs PostgreSQL 16 (``origin``; the facts are measured on 16, 18)."""
     [(version,)] = node.conn.execute(queries["server_version_num"]).fetchall()
-    if int(version) >= MIN_TWO_WAY_VERSION:
+    return version_finding(node.label, int(version))
+
+
+def version_finding(label: str, version_num: int) -> Finding | None:
+    """Two-way replication needs PostgreSQL 16 (``origin``; the facts are measured on 16, 18)."""
+    if version_num >= MIN_TWO_WAY_VERSION:
         return None
     return Finding(
         "two_way_version", False,
-        f"{node.label} runs PostgreSQL {int(version) // 10000}: two-way replication needs 16"
+        f"{label} runs PostgreSQL {version_num // 10000}: two-way replication needs 16"
         " or later (subscriptions with origin)",
         "upgrade that server, or replicate one way: agentchat replicate add --one-way",
     )  # fmt: skip
