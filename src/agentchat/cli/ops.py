@@ -29,16 +29,28 @@ MARK = {
 def _targets(dsns: tuple[str, ...], config: Path | None) -> tuple[list[str], topology.Topology]:
     """The databases to look at: the DSNs given, else the topology file's, else libpq's default."""
     topo = topology.load(config, required=config is not None)
-    if dsns:  # a bare word is a database name, as for psql
-        return [
-            _db.make_conninfo(
-                d if "=" in d or "://" in d else None, dbname=None if "=" in d or "://" in d else d
-            )
-            for d in dsns
-        ], topo
+    if dsns:
+        return [_conninfo(d) for d in dsns], topo
     if topo.databases():
         return topo.databases(), topo
     return [_db.make_conninfo(None)], topo
+
+
+def _conninfo(dsn: str) -> str:
+    """A DSN as conninfo; a bare word is a database name, as for psql."""
+    plain = "=" not in dsn and "://" not in dsn
+    return _db.make_conninfo(None if plain else dsn, dbname=dsn if plain else None)
+
+
+def _two_way(topo: topology.Topology) -> tuple[list[str], list[str]]:
+    """The topology's two-way nodes (the hub, two-way replicas, a mesh's members; empty when it
+    has none) and its one-way replicas."""
+    linked = [r.dsn for r in topo.replicas if r.mode == "two-way"]
+    if not linked and not topo.mesh:
+        return [], [r.dsn for r in topo.replicas]
+    found = ([topo.source] if topo.source and linked else []) + linked
+    found += [m for m in topo.mesh if m not in found]
+    return found, [r.dsn for r in topo.replicas if r.mode != "two-way"]
 
 
 def _listed(conninfos: list[str], topo: topology.Topology) -> topology.Topology | None:
@@ -151,6 +163,7 @@ def doctor(
 @click.option(
     "--target", "target_dsn", metavar="DSN", help="[default: every replica of the topology]"
 )
+@_options.dsns
 @_options.config
 @click.option(
     "--timeout", type=float, default=10.0, show_default=True, help="Seconds to wait for the probe."
@@ -159,16 +172,34 @@ def doctor(
 def verify(
     source_dsn: str | None,
     target_dsn: str | None,
+    dsns: tuple[str, ...],
     config: Path | None,
     timeout: float,
     fmt: str,
 ) -> int:
     """Send a probe message through replication and time its arrival and NOTIFY.
 
+    One way, a probe goes from the source to each replica. Two-way (the nodes of a star,
+    relays or a mesh: --dsn for each, or the topology file's), a probe is written on each node
+    and must reach every other node exactly once (one NOTIFY there).
+
     Exit 0 only when, on every target, the probe arrived, the NOTIFY was heard and the probe
     has at most one embedding row.
     """
     topo = topology.load(config, required=config is not None)
+    if dsns:
+        if source_dsn or target_dsn or len(dsns) < 2:
+            raise click.UsageError("give two or more --dsn (two-way), or --source and --target")
+        results = verify_mod.verify_links([_conninfo(d) for d in dsns], timeout=timeout)
+        _output.emit(fmt, [r.as_dict() for r in results], lambda: render_verify(results))
+        return 0 if all(r.ok for r in results) else 1
+    linked, one_way = _two_way(topo)
+    if linked and not source_dsn and not target_dsn:
+        results = verify_mod.verify_links(linked, timeout=timeout) if len(linked) > 1 else []
+        if topo.source:
+            results += [verify_mod.verify(topo.source, t, timeout=timeout) for t in one_way]
+        _output.emit(fmt, [r.as_dict() for r in results], lambda: render_verify(results))
+        return 0 if results and all(r.ok for r in results) else 1
     source = source_dsn or topo.source
     targets = [target_dsn] if target_dsn else [r.dsn for r in topo.replicas]
     if not source or not targets:
@@ -198,14 +229,18 @@ def upgrade(config: Path | None, fmt: str) -> None:
 def render_verify(results: list[verify_mod.VerifyResult]) -> str:
     lines = []
     for r in results:
+        # two-way: every node writes, so each line names its writer too
+        where = r.target if r.notifications is None else f"{r.source} -> {r.target}"
         if r.error:
-            lines.append(f"{r.target}: FAILED: {r.error}")
+            lines.append(f"{where}: FAILED: {r.error}")
             continue
         arrival = f"arrived in {r.arrival_ms} ms" if r.arrived else "did NOT arrive"
         notify = f"NOTIFY in {r.notify_ms} ms" if r.notified else "NO NOTIFY heard"
+        if r.notifications is not None and r.notifications > 1:
+            notify += f" ({r.notifications} NOTIFYs: it arrived more than once)"
         verdict = "ok" if r.ok else "FAILED"
         lines.append(
-            f"{r.target}: {arrival}, {notify}, {r.embedding_rows} embedding row(s) [{verdict}]"
+            f"{where}: {arrival}, {notify}, {r.embedding_rows} embedding row(s) [{verdict}]"
         )
     return "\n".join(lines)
 

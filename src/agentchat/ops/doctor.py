@@ -32,6 +32,7 @@ from agentchat.ops.facts import (
     foreign_rows,
     settled_rows,
 )
+from agentchat.ops.graph import link_ends
 from agentchat.ops.judge import DEFAULT_WAL_THRESHOLD, Check, Verdict, judge_rows
 from agentchat.ops.report import Report, status
 from agentchat.replication.role import give_own_role, password_fails, role_of
@@ -102,7 +103,9 @@ def diagnose(
     for facts in report.databases:
         if facts.reachable and facts.node.is_subscriber:
             for sub in facts.subscriptions:
-                if sub.carries_agent_chat:
+                if link_ends(sub.name) is not None:  # a two-way link: status' graph judges it
+                    checks += _judge_password(facts.name, look_password(facts, sub))
+                elif sub.carries_agent_chat:
                     checks += judge_across(facts.name, look_across(facts, sub, source))
     report.checks[:] = explain_stopped(checks)
     return report
@@ -132,6 +135,15 @@ def look_across(facts: DatabaseFacts, sub: SubscriptionFacts, source: str | None
             look.counts = settled_rows(rep, src) if not conflicts else count_rows(rep, src)
     except errors.AgentchatError as exc:
         look.source_error = exc.message
+    return look
+
+
+def look_password(facts: DatabaseFacts, sub: SubscriptionFacts) -> SourceLook:
+    """A two-way link's subscription: only its password, tested where it connects (its rows
+    are not a copy of one source's, and the graph judges the link itself)."""
+    look = SourceLook(sub, conninfo=_subscription_conninfo(facts.conninfo, sub.name))
+    if look.conninfo is not None:
+        look.password_refused = password_fails(look.conninfo)
     return look
 
 

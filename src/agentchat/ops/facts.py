@@ -11,10 +11,14 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from agentchat import _db, errors, policy, schema, settings
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.sql import queries
+
+if TYPE_CHECKING:
+    from agentchat.ops.graph import NodeGraph
 
 #: seconds an apply worker must have lived without a new error to count as healed
 HEALED_AFTER = 3.0
@@ -118,6 +122,8 @@ class DatabaseFacts:
     #: this database's messages against its source's (status with a topology whose source
     #: answered; None otherwise)
     rows: RowCounts | None = None
+    #: its part of the graph of two-way links (node number, registry, links); None: unread
+    graph: NodeGraph | None = None
 
     @property
     def role(self) -> policy.NodeFacts:
@@ -277,9 +283,20 @@ def gather(conninfo: str, *, watch: bool = True) -> DatabaseFacts:
                 facts.embeddings = EmbeddingFacts(
                     mode, int(row[0]), int(row[1]), int(row[2]), tuple(row[3])
                 )
+            facts.graph = _graph(conn, facts.name)
     except errors.AgentchatError as exc:  # _db.connection translated any driver error
         facts.reachable, facts.error = False, exc.message
     return facts
+
+
+def _graph(conn: _db.Connection, name: str) -> NodeGraph | None:
+    """The node's part of the graph of two-way links (None when it cannot be read)."""
+    from agentchat.ops import graph  # graph judges with ops.judge, which reads these facts
+
+    try:
+        return graph.read(conn, name)
+    except errors.AgentchatError:
+        return None
 
 
 def _subscription_facts(conn: _db.Connection) -> list[SubscriptionFacts]:

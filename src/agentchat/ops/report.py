@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from agentchat import _db, errors
 from agentchat.ops.facts import DatabaseFacts, gather, settled_rows
+from agentchat.ops.graph import NodeGraph, judge_graph
 from agentchat.ops.judge import DEFAULT_WAL_THRESHOLD, Check, Verdict, judge, judge_topology
 from agentchat.topology import Topology
 
@@ -23,6 +24,8 @@ from agentchat.topology import Topology
 class Report:
     databases: list[DatabaseFacts]
     checks: list[Check]
+    #: each node's part of the graph of two-way links, when any node has links (else None)
+    graph: list[NodeGraph] | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -33,6 +36,7 @@ class Report:
             "verdict": self.verdict.name.lower(),
             "databases": [d.as_dict() for d in self.databases],
             "checks": [c.as_dict() for c in self.checks],
+            **({} if self.graph is None else {"graph": [g.as_dict() for g in self.graph]}),
         }
 
 
@@ -49,7 +53,16 @@ def status(
     if topology is not None and topology.source:
         _compare_rows(facts, topology.source)
     checks = [c for f in facts for c in judge(f, wal_threshold=wal_threshold)]
-    return Report(facts, checks + judge_topology(facts, topology))
+    nodes = linked_nodes(facts)
+    if nodes is not None:
+        checks += judge_graph(nodes)
+    return Report(facts, checks + judge_topology(facts, topology), nodes)
+
+
+def linked_nodes(all_facts: Sequence[DatabaseFacts]) -> list[NodeGraph] | None:
+    """The graph's nodes (the reachable databases'), when any of them has a two-way link."""
+    nodes = [f.graph for f in all_facts if f.reachable and f.graph is not None]
+    return nodes if any(n.has_links for n in nodes) else None
 
 
 def _compare_rows(all_facts: Sequence[DatabaseFacts], source: str) -> None:
