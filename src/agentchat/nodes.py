@@ -13,6 +13,7 @@ and replicated through the two-way links::
         nodes.register_self(conn, name='database "nova" on 127.0.0.1:5432',
                             conninfo="host=127.0.0.1 port=5432 dbname=nova", parent=None)
         nodes.registry(conn)               # [Node(number=1, name='database "nova" on ...', ...)]
+        nodes.own(conn)                    # Node(number=1, name='database "nova" on ...', ...)
         nodes.own_rows(conn, 1)            # messages written here since it was numbered 1
 
 Which row is this database's own is remembered in ``agentchat_settings`` key ``node_name``
@@ -160,6 +161,14 @@ def registry(conn: _db.Connection) -> list[Node]:
     with _db.wrap_errors():
         rows = conn.execute(queries["node_registry"]).fetchall()
     return [Node(int(n), str(name), info, parent) for n, name, info, parent in rows]
+
+
+def own(conn: _db.Connection) -> Node | None:
+    """This database's own registry row (None before it has one): what ``agentchat install``
+    reads to refresh the row's name and conninfo while keeping its parent."""
+    n = number(conn)
+    name = settings.get(conn, NODE_NAME)
+    return next((r for r in registry(conn) if r.number == n and r.name == name), None)
 
 
 def own_rows(conn: _db.Connection, n: int) -> int:

@@ -224,6 +224,7 @@ def test_register_self_replaces_its_own_row_and_keeps_the_others(installed_db: s
             n, name, where, None
         )
         assert nodes.registry(conn) == [nodes.Node(n, name, where, None)]
+        assert nodes.own(conn) == nodes.Node(n, name, where, None)
         # another node's row (as replication brings it), even one with the same number (a
         # collision, for status to report), is never touched
         other = 1 if n != 1 else 2
@@ -235,6 +236,7 @@ def test_register_self_replaces_its_own_row_and_keeps_the_others(installed_db: s
         assert {(node.number, node.name, node.parent) for node in nodes.registry(conn)} == {
             (n, name, other), (other, "far", None), (n, "twin", None),
         }  # fmt: skip
+        assert nodes.own(conn) == nodes.Node(n, name, None, other)
 
         free = nodes.free_number({node.number for node in nodes.registry(conn)})
         nodes.set_number(conn, free)
@@ -244,6 +246,9 @@ def test_register_self_replaces_its_own_row_and_keeps_the_others(installed_db: s
         }  # fmt: skip
         nodes.set_number(conn, free)  # the same number again: nothing changes
         assert len(nodes.registry(conn)) == 3
+        assert nodes.own(conn) == nodes.Node(free, name, None, other)
+        execute(installed_db, "DELETE FROM agentchat_nodes WHERE name = %s", (name,))
+        assert nodes.own(conn) is None
 
 
 def test_the_registry_refuses_a_bad_row(installed_db: str) -> None:
