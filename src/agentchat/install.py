@@ -20,9 +20,12 @@ from typing import Any
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agentchat import _db, errors, policy, schema, settings
+from agentchat import _db, errors, nodes, policy, schema, settings
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.sql import Migration, load_migrations, queries
+
+#: the schema version that gives every database a node number and the node registry
+NODE_SCHEMA = 6
 
 #: SQLSTATEs the installer decides on: insufficient_privilege, duplicate_database
 _NOT_ALLOWED, _DUPLICATE_DATABASE = "42501", "42P04"
@@ -212,6 +215,8 @@ def _install_into(
             if report.schema_version >= 2:
                 _record_source(conn, report.facts)
                 _set_embed_replicated(conn, embed_replicated)
+            if report.schema_version >= NODE_SCHEMA:
+                _register_node(conn)
             report.embedding_mode = embedding_mode(conn, report.facts)
 
 
@@ -279,6 +284,18 @@ def _record_source(conn: _db.Connection, facts: policy.NodeFacts) -> None:
             settings.delete(conn, key)
         else:
             settings.put(conn, key, value)
+
+
+def _register_node(conn: _db.Connection) -> None:
+    """This database's node number (kept; a random free one if it has none) and its own row in
+    the node registry: how it is named and reached (without password), its parent kept."""
+    nodes.ensure_number(conn)
+    mine = nodes.own(conn)
+    conninfo = _db.resolved_conninfo(conn)
+    nodes.register_self(
+        conn, name=_db.describe(conninfo), conninfo=conninfo,
+        parent=mine.parent if mine else None,
+    )  # fmt: skip
 
 
 def _set_embed_replicated(conn: _db.Connection, wanted: bool | None) -> None:

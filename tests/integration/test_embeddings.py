@@ -130,7 +130,7 @@ def test_two_concurrent_workers_embed_each_of_2000_rows_exactly_once(
     assert count(installed_db, PENDING) == 0
     [(content, vector)] = execute(
         installed_db,
-        "SELECT content, embedding::text FROM memory_embeddings WHERE source_id = 1234",
+        "SELECT content, embedding::text FROM memory_embeddings WHERE content = 'message 1234'",
     )
     assert json.loads(str(vector)) == pytest.approx(stub_vector(str(content), 384), abs=1e-6)
 

@@ -127,10 +127,9 @@ OWN_SUBSCRIPTION = (
 
 
 def next_id(source: str) -> int:
-    [(value,)] = execute(
-        source,
-        "SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM agent_chat_id_seq",
-    )
+    """An id the source's next message will not take (agentchat_next_id() moves on): the test
+    then writes a message under it on purpose."""
+    [(value,)] = execute(source, "SELECT public.agentchat_next_id()")
     return int(value)
 
 
@@ -142,7 +141,12 @@ def test_conflict_crash_loops_status_says_so_and_doctor_names_the_row(topo: Topo
     replica = topo.replicas[0]
     blocked = next_id(topo.source)
     local_row(replica, blocked)
-    send(topo.source, "this one collides")
+    execute(
+        topo.source,
+        "INSERT INTO agent_chat (id, sender, message, mentions)"
+        " VALUES (%s, 'nova', 'this one collides', '{graybeard}')",
+        (blocked,),
+    )
 
     def crash_looping() -> Check | None:
         check = apply_worker_check(replica)

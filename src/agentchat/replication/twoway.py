@@ -49,8 +49,6 @@ from agentchat.topology import Topology
 
 #: two-way replication needs ``origin`` on subscriptions, and is measured on 16 and 18
 MIN_TWO_WAY_VERSION = 160000
-#: the schema version that gives every database a node number and the node registry
-NODE_SCHEMA = 6
 
 
 @dataclass
@@ -561,7 +559,7 @@ def check_join(parent_dsn: str, child_dsn: str, *, allow_insecure: bool = False)
         except errors.DatabaseMissing:
             server = stack.enter_context(installer.maintenance_connection(child_info))
             child, missing = Node(server, child_info, _db.describe(child_info)), True
-        if schema.schema_version(parent.conn) < NODE_SCHEMA:  # add upgrades it first
+        if schema.schema_version(parent.conn) < installer.NODE_SCHEMA:  # add upgrades it first
             return found + _preflight(parent, child, new_slot=True)
         parent.number = nodes.number(parent.conn)
         registry = nodes.registry(parent.conn)
