@@ -314,7 +314,7 @@ def test_two_databases_with_one_number_collide() -> None:
     checks = judge_graph(replace_node(nodes, "gray", number=2))
     collisions = [c for c in checks if c.check == "node_number" and not c.ok]
     assert [(c.database, c.subject) for c in collisions] == [("nova", "2"), ("gray", "2")]
-    assert collisions[0].detail.startswith("node number 2 is also gray's")
+    assert collisions[0].detail.startswith("node number 2 is also that of gray")
     assert collisions[0].fix and "(4 is free)" in collisions[0].fix
     names = [c for c in checks if c.check == "link_name"]
     assert {c.subject for c in names} == {"agent_chat_3_to_1", "agent_chat_1_to_3"}

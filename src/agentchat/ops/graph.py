@@ -384,7 +384,7 @@ def _judge_numbers(nodes: Sequence[NodeGraph]) -> list[Check]:
                         node.database,
                         "node_number",
                         Verdict.BROKEN,
-                        f"node number {number} is also {', '.join(others)}'s: the ids the two"
+                        f"node number {number} is also that of {', '.join(others)}: the ids the two"
                         " write can collide, and links named for node"
                         f" {number} cannot tell them apart",
                         f"take one of them out (agentchat replicate remove) and add it again: add"
