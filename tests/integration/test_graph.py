@@ -259,3 +259,47 @@ def test_verify_of_a_broken_star_names_the_pairs_that_fail(star: list[str]) -> N
 
 def verify_name(dsn: str) -> str:
     return _db.describe(_db.make_conninfo(dsn))
+
+
+def test_a_relay_tree_is_ok_and_each_node_gets_every_other_nodes_rows_once(
+    installed_db: str, installed_db2: str, third_db: str
+) -> None:
+    """hub <- relay <- leaf: the leaf joins below the relay, not the hub."""
+    hub, relay, leaf = installed_db, installed_db2, third_db
+    replication.join(hub, relay, timeout=60)
+    replication.join(relay, leaf, timeout=60)
+    report = status([hub, relay, leaf])
+    assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
+    h, r, f = number(hub), number(relay), number(leaf)
+    assert report.graph is not None
+    carries = {p.name: p.carry for g in report.graph for p in g.publications}
+    assert carries[f"agent_chat_{h}_to_{r}"] == graph.Carry(frozenset({r, f}), down=True)
+    assert carries[f"agent_chat_{r}_to_{h}"] == graph.Carry(frozenset({r, f}), down=False)
+    assert carries[f"agent_chat_{r}_to_{f}"] == graph.Carry(frozenset({f}), down=True)
+    delivery = {c.subject: c.detail for c in report.checks if c.check == "delivery"}
+    assert delivery[str(f)] == f"the rows of nodes {min(h, r)}, {max(h, r)} arrive here once each"
+
+
+def test_a_link_that_carries_its_receivers_rows_back_is_a_loop(star: list[str]) -> None:
+    hub, near, _ = star
+    name = f"agent_chat_{number(hub)}_to_{number(near)}"
+    execute(hub, f"ALTER PUBLICATION {name} SET TABLE public.agent_chat")  # no filter
+    report = status(star)
+    [loop] = [c for c in report.checks if c.check == "loop"]
+    assert loop.verdict is Verdict.BROKEN and loop.subject == name
+    assert f"carries this node's own rows (node {number(near)}) back to it" in loop.detail
+    assert failing(graph_checks(report)) == [("loop", name, Verdict.BROKEN)]
+
+
+def test_a_registered_node_that_no_link_joins(star: list[str]) -> None:
+    hub = star[0]
+    execute(
+        hub,
+        "INSERT INTO agentchat_nodes (node, name, parent) VALUES (1000, 'gone_memory', %s)",
+        (number(hub),),
+    )
+    report = status(star)
+    assert failing(graph_checks(report)) == [("registry", "1000", Verdict.BROKEN)]
+    [row] = [c for c in report.checks if c.check == "registry"]
+    assert "node 1000 (gone_memory), a child of node" in row.detail
+    assert row.fix and "DELETE FROM agentchat_nodes WHERE node = 1000;" in row.fix

@@ -362,3 +362,39 @@ def test_as_dict() -> None:
         "agent_chat_2_to_1",
         "agent_chat_3_to_1",
     ]
+
+
+# -- verify, two-way ---------------------------------------------------------------------------
+
+
+def test_a_two_way_probe_must_be_heard_exactly_once() -> None:
+    from agentchat.ops.verify import VerifyResult
+
+    one_way = VerifyResult("a", "b", 1, True, True, 1.0, 1.0, 1, True)
+    assert one_way.ok and "notifications" not in one_way.as_dict()  # one-way JSON unchanged
+    once = VerifyResult("a", "b", 1, True, True, 1.0, 1.0, 1, True, notifications=1)
+    twice = VerifyResult("a", "b", 1, True, True, 1.0, 1.0, 1, True, notifications=2)
+    assert once.ok and once.as_dict()["notifications"] == 1
+    assert not twice.ok
+
+
+def test_two_way_verify_lines_name_writer_and_receiver() -> None:
+    from agentchat.cli.ops import render_verify
+    from agentchat.ops.verify import VerifyResult
+
+    twice = VerifyResult("a", "b", 1, True, True, 1.5, 1.25, 1, True, notifications=2)
+    lost = VerifyResult("b", "a", 2, notifications=0)
+    assert render_verify([twice, lost]).splitlines() == [
+        "a -> b: arrived in 1.5 ms, NOTIFY in 1.25 ms (2 NOTIFYs: it arrived more than once),"
+        " 1 embedding row(s) [FAILED]",
+        "b -> a: did NOT arrive, NO NOTIFY heard, 0 embedding row(s) [FAILED]",
+    ]
+
+
+def test_verify_wants_two_dsns_and_not_source_or_target_with_them() -> None:
+    from tests.helpers import invoke
+
+    for args in (["--dsn", "a"], ["--dsn", "a", "--dsn", "b", "--source", "c"]):
+        done = invoke("verify", *args)
+        assert done.returncode == 2, done.stderr
+        assert "give two or more --dsn" in done.stderr
