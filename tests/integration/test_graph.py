@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from psycopg import sql
 
-from agentchat import _db, replication
+from agentchat import _db, replication, topology
 from agentchat.ops import doctor, graph, verify
 from agentchat.ops.judge import Check, Verdict
 from agentchat.ops.report import Report, status
@@ -303,3 +304,17 @@ def test_a_registered_node_that_no_link_joins(star: list[str]) -> None:
     [row] = [c for c in report.checks if c.check == "registry"]
     assert "node 1000 (gone_memory), a child of node" in row.detail
     assert row.fix and "DELETE FROM agentchat_nodes WHERE node = 1000;" in row.fix
+
+
+def test_verify_reads_a_mesh_from_the_topology_file(
+    installed_db: str, installed_db2: str, third_db: str, tmp_path: Path
+) -> None:
+    file = topology.Topology(tmp_path / "mesh.toml")
+    dsns = [installed_db, installed_db2, third_db]
+    replication.mesh(dsns, timeout=60, topology=file)
+    code, data = cli("verify", "--config", str(file.path))
+    assert code == 0, data
+    assert len(data) == 6 and all(r["ok"] and r["notifications"] == 1 for r in data)
+    code, data = cli("status", "--config", str(file.path))
+    assert code == 0, data
+    assert sum(c["check"] == "link" for c in data["checks"]) == 6

@@ -245,6 +245,10 @@ def test_a_plain_databases_own_registry_row_is_not_a_missing_link() -> None:
     nodes = star()
     plain = NodeGraph("plain", 7, (RegistryRow(7, "plain"),))
     assert bad(judge_graph([*nodes.values(), plain])) == []
+    same = NodeGraph("plain", 2, (RegistryRow(2, "plain"),))  # nova's number: joining renumbers
+    checks = judge_graph([*nodes.values(), same])
+    assert bad(checks) == []
+    assert "delivery" in {c.check for c in checks}
 
 
 # -- loops -------------------------------------------------------------------------------------

@@ -375,7 +375,9 @@ def _taken(nodes: Sequence[NodeGraph]) -> set[int]:
 def _judge_numbers(nodes: Sequence[NodeGraph]) -> list[Check]:
     checks = []
     free = free_number(_taken(nodes))
-    for number, holders in sorted(_by_number(nodes).items()):
+    # a database without links (a plain one looked at alongside) is in no topology yet: joining
+    # gives it a free number
+    for number, holders in sorted(_by_number([n for n in nodes if n.has_links]).items()):
         for node in holders:
             others = [h.database for h in holders if h is not node]
             if others:
@@ -435,6 +437,8 @@ def _judge_registry(nodes: Sequence[NodeGraph], links: Sequence[_Link]) -> list[
     rows: dict[int, dict[str, RegistryRow]] = defaultdict(dict)
     holders: dict[tuple[int, str], list[NodeGraph]] = defaultdict(list)
     for node in nodes:
+        if not node.has_links:  # its registry is its own, replicated nowhere
+            continue
         for row in node.registry:
             rows[row.number].setdefault(row.name, row)
             holders[(row.number, row.name)].append(node)
@@ -678,8 +682,8 @@ def _judge_delivery(nodes: Sequence[NodeGraph], links: Sequence[_Link]) -> list[
     """When the whole graph is in view (every link complete and understood, every node it
     names looked at, each number once): flood each node's rows along the links that carry them
     and say, per node, whose rows never arrive or arrive more than once."""
-    by_number = _by_number(nodes)
     linked = [n for n in nodes if n.has_links]
+    by_number = _by_number(linked)
     if not links or any(len(h) > 1 for h in by_number.values()):
         return []
     if any(n.node is None for n in linked):
