@@ -418,16 +418,6 @@ def test_a_three_level_relay_tree_converges_and_legacy_rows_go_down_only(
 # -- 5. embeddings ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product: a peer's embed worker claims every queued chat row, also the queue rows"
-    " that arrived by replication from other nodes (embedding_mode() is LOCAL on a peer, so"
-    " embed_claim runs with chat_rows = true and no filter on the node of source_id). Smallest"
-    " reproduction: join(hub, spoke); messaging.send(spoke, sender='a', message='x'); once it"
-    " is on the hub, Worker(hub, embedder).run(once=True).embedded == 1 (want 0): the spoke's"
-    " message is embedded twice, at the hub and at the spoke (here: the hub's worker embeds 30,"
-    " not its own 10)",
-)
 def test_each_node_embeds_what_was_written_on_it_and_every_node_has_one_per_message(
     dbs: Databases, hub: Cluster, remote: Cluster
 ) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agentchat import _db, errors, policy, schema
+from agentchat import _db, errors, nodes, policy, schema
 from agentchat.embeddings.embedders import Embedder
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.sql import queries
@@ -122,6 +122,8 @@ class Worker:
         self.progress = progress
         self.stats = WorkerStats()
         self.mode = EmbeddingMode.LOCAL
+        #: on a two-way node, which chat rows were written here (see :func:`_origin_rows`)
+        self._origin: dict[str, object] = {"node": None, "legacy": True}
         self._lock = threading.Lock()
         self._wake = threading.Condition()
         self._generation = 0
@@ -145,7 +147,9 @@ class Worker:
         where = _db.describe(self.conninfo)
         with _db.connection(self.conninfo) as conn:
             check_dimension(conn, self.embedder, where)
-            self.mode = embedding_mode(conn, policy.read_kind(conn))
+            facts = policy.read_kind(conn)
+            self.mode = embedding_mode(conn, facts)
+            self._origin = _origin_rows(conn, facts)
             clock = conn.execute(queries["embed_clock"]).fetchone()
             self._due_by = clock[0] if once and clock else None
         self.stats = WorkerStats()
@@ -213,6 +217,7 @@ class Worker:
                     "chat_rows": self.claims_chat_rows,
                     "batch": self.batch_size,
                     "due_by": self._due_by,
+                    **self._origin,
                 },
             ).fetchall()
             if not rows:
@@ -308,7 +313,7 @@ class Worker:
 
     def _count(self, conn: _db.Connection) -> None:
         row = conn.execute(
-            queries["embed_backlog"], {"chat_rows": self.claims_chat_rows}
+            queries["embed_backlog"], {"chat_rows": self.claims_chat_rows, **self._origin}
         ).fetchone()
         if row is not None:
             with self._lock:
@@ -325,6 +330,17 @@ def _error_line(exc: BaseException) -> str:
     text = " ".join(str(exc).replace("\x00", "\\0").split())
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return (text or type(exc).__name__)[:1000]
+
+
+def _origin_rows(conn: _db.Connection, facts: policy.NodeFacts) -> dict[str, object]:
+    """Which queued chat rows this worker embeds on a two-way node: those written here (the
+    node number in their message id), and legacy ids (from before two-way replication) only on a
+    node without a parent, where they were written; elsewhere they arrive with their vector.
+    Everywhere else every queued row is the worker's (``node`` None)."""
+    if facts.kind is not policy.NodeKind.PEER:
+        return {"node": None, "legacy": True}
+    mine = nodes.own(conn)
+    return {"node": nodes.number(conn), "legacy": mine is None or mine.parent is None}
 
 
 def _dropped(conn: _db.Connection | None, exc: errors.DatabaseError) -> None:

@@ -8,13 +8,20 @@
 -- by replication with the source's embedding to come, so they are left alone unless the
 -- replica embeds replicated rows itself (agentchat install --embed-replicated).
 -- %(due_by)s: a --once run passes its start, so a row that failed during the run waits for the
--- next run; a running worker passes NULL (due by now).
+-- next run; a running worker passes NULL (due by now). On a two-way node, %(node)s: only the
+-- chat rows written here (the node number in the message id), and legacy ids (below 2^52) only
+-- where %(legacy)s (a node without a parent); the others arrive with their vector.
 SELECT id, content
   FROM public.memory_embeddings
  WHERE embedding IS NULL
    AND (next_attempt_at IS NULL
         OR next_attempt_at <= coalesce(%(due_by)s::timestamptz, pg_catalog.now()))
-   AND (%(chat_rows)s OR source_type <> 'agent_chat')
+   AND (source_type <> 'agent_chat'
+        OR (%(chat_rows)s
+            AND (%(node)s::int IS NULL
+                 OR (source_id < 4503599627370496 AND %(legacy)s)
+                 OR (source_id >= 4503599627370496
+                     AND ((source_id >> 12) & 1023) = %(node)s::int))))
  ORDER BY id
  LIMIT %(batch)s
    FOR UPDATE SKIP LOCKED;
@@ -49,7 +56,12 @@ SELECT count(*) FILTER (WHERE next_attempt_at IS NULL OR next_attempt_at <= pg_c
        count(*) FILTER (WHERE attempts > 0)
   FROM public.memory_embeddings
  WHERE embedding IS NULL
-   AND (%(chat_rows)s OR source_type <> 'agent_chat');
+   AND (source_type <> 'agent_chat'
+        OR (%(chat_rows)s
+            AND (%(node)s::int IS NULL
+                 OR (source_id < 4503599627370496 AND %(legacy)s)
+                 OR (source_id >= 4503599627370496
+                     AND ((source_id >> 12) & 1023) = %(node)s::int))));
 
 -- name: embed_listen
 -- Wake-ups for the worker: the embed trigger's channel.
