@@ -162,8 +162,9 @@ def test_a_healthy_mesh_delivers_once_and_a_dropped_subscription_is_a_missing_li
         (f"{name}_%",),
     )
     assert f"SELECT pg_drop_replication_slot('{slot}');" in str(fix)
-    execute(a, "SELECT pg_drop_replication_slot(%s)", (slot,))
-    replication.leave(b)  # the fix: out, and in again
+    execute(a, "SELECT pg_drop_replication_slot(%s)", (slot,))  # the fix, step by step
+    execute(a, f"DROP PUBLICATION {name}")
+    replication.leave(b)
     replication.mesh(mesh3, timeout=60)
     report = status(mesh3)
     assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
@@ -188,6 +189,28 @@ def test_a_dropped_subscription_in_a_star_is_a_missing_link(star: list[str]) -> 
         hub, "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s", (f"{name}_%",)
     )
     assert f"pg_drop_replication_slot('{slot}')" in check["fix"]
+    execute(hub, "SELECT pg_drop_replication_slot(%s)", (slot,))  # the fix, step by step
+    execute(hub, f"DROP PUBLICATION {name}")
+    replication.leave(near)
+    replication.join(hub, near, timeout=60)
+    report = status(star)
+    assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
+
+
+def test_a_dropped_publication_is_a_missing_link_on_its_sender(star: list[str]) -> None:
+    hub, near, _ = star
+    name = f"agent_chat_{number(near)}_to_{number(hub)}"
+    execute(near, f"DROP PUBLICATION {name}")
+    report = status(star)
+    assert ("link", name, Verdict.BROKEN) in failing(graph_checks(report))
+    [missing] = [c for c in report.checks if c.check == "link" and not c.ok]
+    assert missing.database == report.databases[1].name
+    assert missing.fix and f"DROP SUBSCRIPTION {name};" in missing.fix
+    execute(hub, f"DROP SUBSCRIPTION {name}")  # the fix, step by step
+    replication.leave(near)
+    replication.join(hub, near, timeout=60)
+    report = status(star)
+    assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
 
 
 def test_an_overlapping_link_is_a_loop_naming_the_node(star: list[str], hub: Cluster) -> None:

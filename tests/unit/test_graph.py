@@ -193,12 +193,12 @@ def test_a_dropped_subscription_is_a_missing_link_on_its_receiver() -> None:
     assert missing.subject == "agent_chat_1_to_2"
     assert missing.detail.startswith("missing link: node 1 (hub) publishes agent_chat_1_to_2")
     assert missing.fix and "agentchat replicate add" in missing.fix
-    assert "first drop" not in missing.fix
+    assert missing.fix.startswith("first, on node 1: DROP PUBLICATION agent_chat_1_to_2; then")
     hub = replace_node(nodes, "hub", slots={**nodes["hub"].slots, "agent_chat_1_to_2_x": False})
     [again] = [c for c in judge_graph(hub) if c.check == "link" and not c.ok]
     assert again.fix and again.fix.startswith(
-        "first drop the slot it left, on node 1: SELECT"
-        " pg_drop_replication_slot('agent_chat_1_to_2_x'); then take the node out"
+        "first, on node 1: SELECT pg_drop_replication_slot('agent_chat_1_to_2_x'); DROP"
+        " PUBLICATION agent_chat_1_to_2; then take the node out and put it back"
     )
     assert not any(c.check == "delivery" for c in checks)  # not judged with a link missing
 
@@ -210,6 +210,9 @@ def test_a_dropped_publication_is_a_missing_link_on_its_sender() -> None:
     assert bad(checks) == [("gray", "link", Verdict.BROKEN)]
     [missing] = [c for c in checks if not c.ok]
     assert "(hub) subscribes to agent_chat_3_to_1, but this database (node 3)" in missing.detail
+    assert missing.fix and missing.fix.startswith(
+        "first, on node 1: DROP SUBSCRIPTION agent_chat_3_to_1; then take the node out"
+    )
 
 
 def test_a_lost_slot_breaks_its_link() -> None:

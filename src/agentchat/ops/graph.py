@@ -7,13 +7,18 @@ which nodes' rows it carries (docs/design/two-way.md): a *down* link every node'
 :class:`NodeGraph` over its connection (read-only); :func:`judge_graph` judges all of them,
 purely, into :class:`~agentchat.ops.judge.Check` rows:
 
-- ``link``: each link complete (publication, subscription, slot), or half of one missing;
+- ``link``: each link complete (publication, subscription, slot), or half of one missing (a link
+  whose other end was not looked at is judged only as far as it was seen); ``link_filter``, a
+  filter agentchat does not write; ``link_origin``, a subscription without ``origin = any``;
+  ``link_name``, a link named for another number than its database's;
 - ``loop``: two inbound links of one node carrying the same node's rows, or a link carrying the
   receiver's own rows back to it;
 - ``node_number``: two databases with one node number, or the registry holding one number under
-  two names; a registered node that no link joins (``registry``);
+  two names; ``registry``: a registered node that no link joins;
 - ``delivery``: when every node of the graph was looked at, whether every node's rows reach
   each node exactly once along the links (a flood over the filters, as the server runs them).
+
+Only databases with links take part: a plain database looked at alongside is in no topology.
 
 The filter is read from ``pg_publication_tables.rowfilter``, the server's normalised text, the
 same on PostgreSQL 16 and 18::
@@ -47,7 +52,7 @@ NODE_SETTING = "node"
 ALL_NODES = frozenset(range(MAX_NODE + 1))
 #: node numbers named one by one in a detail line, at most
 SHOWN = 8
-#: the repair of a link that lost a part: the command that made it makes what is missing
+#: the repair of a link that lost a part (remove drops what is left of its links, add makes them)
 REMAKE = (
     "take the node out and put it back: agentchat replicate remove --target DSN, then"
     " agentchat replicate add PARENT DSN (a mesh member: agentchat mesh with every member)"
@@ -571,9 +576,8 @@ def _judge_link(nodes: Sequence[NodeGraph], link: _Link) -> list[Check]:
                     f"missing link: node {link.sender} ({sender.database}) publishes {name} for"
                     " this node, but this database does not subscribe to it: nothing arrives"
                     " from there",
-                    _leftover(sender, name)
-                    + f"{REMAKE}; if this node left: DROP PUBLICATION {name} on node"
-                    f" {link.sender}",
+                    f"{_leftover(sender, name)}; then {REMAKE} (if this node left for good, the"
+                    " first step is the whole repair)",
                     subject=name,
                 )
                 for receiver in receivers
@@ -590,8 +594,8 @@ def _judge_link(nodes: Sequence[NodeGraph], link: _Link) -> list[Check]:
             f"missing link: node {link.receiver} ({receiver.database}) subscribes to {name}, but"
             f" this database (node {link.sender}) has no such publication: nothing written"
             " here reaches it that way",
-            f"{REMAKE}; if the link is gone for good, on node {link.receiver}: agentchat"
-            " replicate remove",
+            f"first, on node {link.receiver}: DROP SUBSCRIPTION {name}; then {REMAKE} (if the"
+            " link is gone for good, the first step is the whole repair)",
             subject=name,
         )
         for sender in senders
@@ -599,12 +603,12 @@ def _judge_link(nodes: Sequence[NodeGraph], link: _Link) -> list[Check]:
 
 
 def _leftover(sender: NodeGraph, name: str) -> str:
-    """A half link's slot left on its sender (named after the link, not in use): dropped first,
-    or making the link again stops at it."""
+    """What is left of a half link on its sender, to drop first: its slot, if the subscription let
+    go of it (named after the link, not in use), and its publication (a parent still publishing to
+    a node looks linked to it, and adding the node again is refused)."""
     slots = [s for s, on in sorted(sender.slots.items()) if s.startswith(f"{name}_") and not on]
-    drops = " ".join(f"SELECT pg_drop_replication_slot('{s}');" for s in slots)
-    where = name.split("_")[2]
-    return f"first drop the slot it left, on node {where}: {drops} then " if slots else ""
+    drops = "".join(f"SELECT pg_drop_replication_slot('{s}'); " for s in slots)
+    return f"first, on node {name.split('_')[2]}: {drops}DROP PUBLICATION {name}"
 
 
 def _judge_filter(sender: NodeGraph, pub: LinkPublication) -> list[Check]:
