@@ -145,7 +145,12 @@ def _links_of(node: Node) -> list[tuple[int, int]]:
 
 
 def _settle_number(
-    node: Node, taken: Mapping[int, str], result: LinkResult, *, wrote: bool = True
+    node: Node,
+    taken: Mapping[int, str],
+    result: LinkResult,
+    *,
+    wrote: bool = True,
+    parent: Node | None = None,
 ) -> None:
     """Give *node* a number nobody else has: its own if free, else (when it wrote nothing under
     its number) the smallest free one; refuse a collision it cannot get out of. *wrote*: False
@@ -155,7 +160,7 @@ def _settle_number(
     if holder is None or holder == node.label:
         node.number = number
         return
-    written = nodes.own_rows(node.conn, number) if wrote else 0
+    written = _written_here(node, number, parent) if wrote else 0
     if written:
         raise errors.ReplicationError(
             f"{node.label} wrote {written} messages as node {number}, which is {holder}'s number:"
@@ -166,6 +171,16 @@ def _settle_number(
     node.number = nodes.free_number(set(taken))
     nodes.set_number(node.conn, node.number)
     result.renumbered[node.label] = node.number
+
+
+def _written_here(node: Node, number: int, parent: Node | None) -> int:
+    """How many of *node*'s messages carrying *number* it wrote itself: when the parent has the
+    same number, the rows it holds too came from it (a former replica of it, or a copy)."""
+    if parent is None or parent.number != number:
+        return nodes.own_rows(node.conn, number)
+    ids = [r[0] for r in node.conn.execute(queries["ids_of_node"], (number,))]
+    [(held,)] = parent.conn.execute(queries["ids_held"], (ids,)).fetchall()
+    return len(ids) - int(held)
 
 
 def _taken(registry: Sequence[nodes.Node]) -> dict[int, str]:
@@ -449,7 +464,7 @@ def _join(
         raise errors.ReplicationError(refusals[0].message, fix=refusals[0].fix)
     taken = {k: v for k, v in _taken(registry).items() if v != child.label}
     taken[parent.number] = parent.label
-    _settle_number(child, taken, result, wrote=converted is None)
+    _settle_number(child, taken, result, wrote=converted is None, parent=parent)
     result.nodes = {parent.label: parent.number, child.label: child.number}
     findings = [] if rejoin else _preflight(parent, child, new_slot=True)
     findings += [] if rejoin else _preflight(child, parent, new_slot=True)

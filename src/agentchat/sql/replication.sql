@@ -260,3 +260,12 @@ DELETE FROM public.agentchat_nodes WHERE node <> %s;
 -- name: forget_node
 -- A node leaves (or joins afresh): its registry row goes, and the deletion travels on.
 DELETE FROM public.agentchat_nodes WHERE node = %s;
+
+-- name: ids_of_node
+-- The ids of the messages carrying one node number (not legacy ids).
+SELECT id FROM public.agent_chat
+ WHERE id >= 4503599627370496 AND ((id >> 12) & 1023) = %s;
+
+-- name: ids_held
+-- How many of these ids this database holds.
+SELECT count(*) FROM public.agent_chat WHERE id = ANY(%s::bigint[]);
