@@ -215,17 +215,21 @@ def test_a_dropped_publication_is_a_missing_link_on_its_sender(star: list[str]) 
 
 def test_an_overlapping_link_is_a_loop_naming_the_node(star: list[str], hub: Cluster) -> None:
     """far -> near directly, carrying far's rows: near gets them from the hub too."""
-    hub_dsn, near, far = star
+    _, near, far = star
     name = extra_link(hub, far, near, frozenset({number(far)}))
     report = status(star)
     loops = [c for c in report.checks if c.check == "loop"]
     assert [(c.database, c.verdict) for c in loops] == [(report.databases[1].name, Verdict.BROKEN)]
     assert f"both carry the rows of node {number(far)}" in loops[0].detail
     assert name in loops[0].detail
+    assert loops[0].fix and loops[0].fix.startswith(f"{name} joins two nodes the registry")
     code, data = cli("doctor", *dsn_args(star))
     assert code == 2
     assert any(c["check"] == "loop" for c in data["checks"])
-    assert hub_dsn
+    execute(near, f"DROP SUBSCRIPTION {name}")  # the fix (the subscription drops its slot)
+    execute(far, f"DROP PUBLICATION {name}")
+    report = status(star)
+    assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
 
 
 def test_two_nodes_with_one_number_collide(star: list[str]) -> None:
@@ -313,6 +317,9 @@ def test_a_link_that_carries_its_receivers_rows_back_is_a_loop(star: list[str]) 
     assert loop.verdict is Verdict.BROKEN and loop.subject == name
     assert f"carries this node's own rows (node {number(near)}) back to it" in loop.detail
     assert failing(graph_checks(report)) == [("loop", name, Verdict.BROKEN)]
+    replication.join(hub, near, timeout=60)  # the fix: add writes the filters again
+    report = status(star)
+    assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
 
 
 def test_a_registered_node_that_no_link_joins(star: list[str]) -> None:

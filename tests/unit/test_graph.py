@@ -272,7 +272,28 @@ def test_an_overlapping_publication_is_a_loop_naming_the_nodes() -> None:
     assert loops[0].detail.startswith(
         "links agent_chat_1_to_3 and agent_chat_2_to_3 both carry the rows of node 2"
     )
+    assert loops[0].fix and loops[0].fix.startswith("one of them must not carry them")
     assert ("c", "delivery", Verdict.BROKEN) in bad(checks)
+
+
+def test_an_extra_link_between_two_spokes_is_named_as_the_one_to_drop() -> None:
+    numbers = {**STAR}
+    links = [*tree(STAR_PARENTS, STAR), Link("gray", "nova", frozenset({3}), down=False)]
+    nodes = build(links, numbers)
+    parents = {1: None, 2: 1, 3: 1}
+    registry = tuple(RegistryRow(n, name, parent=parents[n]) for name, n in STAR.items())
+    for name in nodes:
+        nodes[name] = NodeGraph(
+            name, STAR[name], registry, nodes[name].publications, nodes[name].subscriptions,
+            nodes[name].slots,
+        )  # fmt: skip
+    [loop] = [c for c in judge_graph(list(nodes.values())) if c.check == "loop"]
+    assert loop.database == "nova"
+    assert loop.fix == (
+        "agent_chat_3_to_2 joins two nodes the registry does not link (neither is the other's"
+        " parent, nor are both mesh members): drop it, DROP SUBSCRIPTION agent_chat_3_to_2 here,"
+        " then DROP PUBLICATION agent_chat_3_to_2 on node 3"
+    )
 
 
 def test_a_link_carrying_the_receivers_own_rows_back_is_a_loop() -> None:

@@ -636,6 +636,7 @@ def _judge_filter(sender: NodeGraph, pub: LinkPublication) -> list[Check]:
 def _judge_loops(nodes: Sequence[NodeGraph], links: Sequence[_Link]) -> list[Check]:
     """Per receiver: a link carrying its own rows back, two inbound links carrying the same."""
     checks: list[Check] = []
+    parents = _parents(nodes)
     for node in nodes:
         number = node.node
         inbound = [
@@ -652,8 +653,8 @@ def _judge_loops(nodes: Sequence[NodeGraph], links: Sequence[_Link]) -> list[Che
                         "loop",
                         Verdict.BROKEN,
                         f"link {link.name} from {link.publication[0].database} carries this node's"
-                        f" own rows (node {number}) back to it: each of its messages comes back"
-                        " (and, through a relay, goes round again)",
+                        f" own rows (node {number}) back to it: each message written here comes"
+                        " back (skipped as a copy, or stopping the link when they differ)",
                         f"its filter must leave out node {number}: agentchat replicate add writes"
                         f" the links' filters again (by hand: ALTER PUBLICATION {link.name} SET"
                         f" TABLE ... WHERE ... on {link.publication[0].database})",
@@ -672,14 +673,47 @@ def _judge_loops(nodes: Sequence[NodeGraph], links: Sequence[_Link]) -> list[Che
                         Verdict.BROKEN,
                         f"links {first.name} and {second.name} both carry the rows of"
                         f" {describe_nodes(both)}: those messages arrive here twice (the second"
-                        " copy is skipped, but it goes on travelling)",
-                        "one of them must not carry them: remove the extra link (agentchat"
-                        " replicate remove), or let agentchat replicate add write the filters"
-                        " again",
+                        " copy is skipped, or stops its link when the two differ)",
+                        _overlap_fix(node, [first, second], parents),
                         subject=f"{first.name},{second.name}",
                     )
                 )
     return checks
+
+
+def _parents(nodes: Sequence[NodeGraph]) -> dict[int, int | None]:
+    """``{node: its parent}`` by the registries of the nodes with links (None: a root or a
+    mesh member)."""
+    return {r.number: r.parent for n in nodes if n.has_links for r in n.registry}
+
+
+def planned(sender: int, receiver: int, parents: Mapping[int, int | None]) -> bool | None:
+    """Whether the registry has a link between these two: parent and child, or two mesh members
+    (neither has a parent); None when either is not registered.
+
+    >>> planned(2, 3, {1: None, 2: 1, 3: 1})   # two spokes of one hub
+    False
+    """
+    if sender not in parents or receiver not in parents:
+        return None
+    up, down = parents[sender], parents[receiver]
+    return up == receiver or down == sender or (up is None and down is None)
+
+
+def _overlap_fix(node: NodeGraph, pair: Sequence[_Link], parents: Mapping[int, int | None]) -> str:
+    extra = [link for link in pair if planned(link.sender, link.receiver, parents) is False]
+    if len(extra) == 1:
+        link = extra[0]
+        return (
+            f"{link.name} joins two nodes the registry does not link (neither is the other's"
+            f" parent, nor are both mesh members): drop it, DROP SUBSCRIPTION {link.name} here,"
+            f" then DROP PUBLICATION {link.name} on node {link.sender}"
+        )
+    return (
+        "one of them must not carry them: drop a link made by hand (DROP SUBSCRIPTION here,"
+        " DROP PUBLICATION on its sender); agentchat replicate add (or agentchat mesh) writes"
+        " the filters of its own links again"
+    )
 
 
 def _judge_delivery(nodes: Sequence[NodeGraph], links: Sequence[_Link]) -> list[Check]:
