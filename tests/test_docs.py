@@ -35,6 +35,11 @@ Placeholders, in commands, python blocks and expected output:
 ``<hex>``     in output, lowercase hex digits (a hash that depends on the cluster)
 ``<time>``    in output, a timestamp: ``2026-01-31 12:00:00+00:00``, ``T`` for the space, with
               or without fractions of a second and offset
+``<id1>``     a message id (``<id2>``, ... for others): ids carry the time and the node they
+              were written on, so they differ from run to run. Where it first appears in a
+              command's output it stands for any number, which it then names for the rest of
+              the document: later commands, python and sql blocks get that number, and later
+              outputs must show it again
 
 An expected line ``...`` matches any number of output lines (none included). Trailing spaces
 are ignored.
@@ -49,9 +54,11 @@ Markers, an HTML comment on the line just before a block's opening fence:
 
 Each document's console blocks, python blocks and database-bound sql blocks run in order as one
 test, after dropping every database the document names (``--database``/``-d`` arguments, the
-``dbname`` of ``--dsn``/``--source``/``--target`` DSNs, and ``database`` markers; python blocks
+``dbname`` of ``--dsn``/``--source``/``--target`` DSNs and of ``agentchat mesh``'s, and
+``database`` markers; python blocks
 are not read) and the replication roles its ``agentchat replicate add`` commands create
-(``--role``, and each replica's own ``agent_chat_from_*`` role), so each document starts from a
+(``--role``, each one-way replica's own ``agent_chat_from_*`` role and each two-way link's
+``agent_chat_<x>_to_<y>_*`` roles), so each document starts from a
 clean slate; each other sql block is a test of its own.
 """
 
@@ -92,7 +99,8 @@ _MARKER_FORMS = re.compile(r"^(skip \(.+\)|database \S+|error \(.+\))$")
 _EXIT = re.compile(r"\s+#\s*exit\s+(\d+)\s*$")
 _ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _TIME = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d(?::?\d\d)?|Z)?"
-_PLACEHOLDERS = re.compile(r"(<tmp>|<socket>|<port>|<pid>|<n>|<hex>|<time>)")
+_PLACEHOLDERS = re.compile(r"(<tmp>|<socket>|<port>|<pid>|<n>|<hex>|<time>|<id\d+>)")
+_ID = re.compile(r"<id(\d+)>")
 ELLIPSIS = "..."
 
 
@@ -198,12 +206,25 @@ class Context:
 
     hub: Cluster
     tmp: Path
+    #: message ids seen in outputs so far, by placeholder number (``<id3>`` -> ``ids["3"]``)
+    ids: dict[str, str] = field(default_factory=dict)
 
-    def substitute(self, text: str) -> str:
-        return (
+    def substitute(self, text: str, *, strict: bool = True) -> str:
+        """*text* with the placeholders' values; an id no output has shown yet is an error
+        (*strict*) or left as it is."""
+
+        def bound(match: re.Match[str]) -> str:
+            if match[1] in self.ids:
+                return self.ids[match[1]]
+            if strict:
+                raise AssertionError(f"{match[0]} is used before an output shows it")
+            return match[0]
+
+        return _ID.sub(
+            bound,
             text.replace("<tmp>", str(self.tmp))
             .replace("<socket>", str(self.hub.socket_dir))
-            .replace("<port>", str(self.hub.port))
+            .replace("<port>", str(self.hub.port)),
         )
 
     def env(self) -> dict[str, str]:
@@ -235,14 +256,28 @@ class Context:
             "<hex>": r"[0-9a-f]+",
             "<time>": _TIME,
         }
+        seen: set[str] = set()
+
+        def part(p: str) -> str:
+            if p in replacements:
+                return replacements[p]
+            number = _ID.fullmatch(p)
+            if number is None:
+                return re.escape(p)
+            if number[1] in self.ids:
+                return re.escape(self.ids[number[1]])
+            if number[1] in seen:
+                return f"(?P=id{number[1]})"
+            seen.add(number[1])
+            return rf"(?P<id{number[1]}>\d+)"
+
         parts = _PLACEHOLDERS.split(expected.rstrip())
-        return re.compile(
-            "".join(replacements.get(p, re.escape(p)) for p in parts) + r"\Z", re.DOTALL
-        )
+        return re.compile("".join(part(p) for p in parts) + r"\Z", re.DOTALL)
 
 
 def output_matches(ctx: Context, expected: list[str], actual: list[str]) -> bool:
-    """Does *actual* match *expected* line by line (placeholders, ``...`` for any lines)?"""
+    """Does *actual* match *expected* line by line (placeholders, ``...`` for any lines)? When
+    it does, the message ids it shows for the first time are bound (``<id1>``, ...)."""
     patterns = [None if e.strip() == ELLIPSIS else ctx.line_pattern(e) for e in expected]
     actual = [a.rstrip() for a in actual]
     while patterns and patterns[-1] is not None and patterns[-1].pattern == r"\Z":
@@ -264,7 +299,26 @@ def output_matches(ctx: Context, expected: list[str], actual: list[str]) -> bool
             memo[i, j] = result
         return memo[i, j]
 
-    return match(0, 0)
+    if not match(0, 0):
+        return False
+    found: dict[str, str] = {}
+    i = j = 0
+    while i < len(patterns):  # walk the match found, binding the ids it shows
+        pattern = patterns[i]
+        if pattern is None:
+            if match(i + 1, j):
+                i += 1
+            else:
+                j += 1
+            continue
+        line = pattern.match(actual[j])
+        assert line is not None
+        for name, value in line.groupdict().items():
+            if found.setdefault(name[2:], value) != value:
+                return False  # one new id, two numbers in two lines
+        i, j = i + 1, j + 1
+    ctx.ids.update(found)
+    return True
 
 
 def psql_path(ctx: Context) -> Path:
@@ -349,6 +403,8 @@ def bless(ctx: Context, block: Block, command: Command, actual: list[str]) -> bo
             kept.append(old[ahead[0]])
             i = ahead[0] + 1
             continue
+        for number, value in ctx.ids.items():  # ids the document has shown already
+            line = re.sub(rf"\b{value}\b", f"<id{number}>", line)
         kept.append(
             line.replace(str(ctx.tmp), "<tmp>")
             .replace(str(ctx.hub.socket_dir), "<socket>")
@@ -422,7 +478,9 @@ def databases_named(ctx: Context, blocks: list[Block]) -> list[str]:
         if block.lang != "console":
             continue
         for command in block.commands():
-            words = shlex.split(ctx.substitute(command.text))
+            words = shlex.split(ctx.substitute(command.text, strict=False))
+            if words[:2] == ["agentchat", "mesh"]:  # its DSNs are arguments
+                words = [w for dsn in words[2:] if "=" in dsn for w in ("--dsn", dsn)]
             for i, word in enumerate(words):
                 if word in ("--database", "-d") and i + 1 < len(words):
                     names.append(words[i + 1])
@@ -446,7 +504,7 @@ def roles_named(ctx: Context, blocks: list[Block]) -> list[str]:
         if block.skipped or block.lang != "console":
             continue
         for command in block.commands():
-            words = shlex.split(ctx.substitute(command.text))
+            words = shlex.split(ctx.substitute(command.text, strict=False))
             if words[:3] != ["agentchat", "replicate", "add"]:
                 continue
             role = DEFAULT_REPLICATION_ROLE
@@ -478,10 +536,11 @@ def drop_all(hub: Cluster, names: list[str], roles: Sequence[str] = ()) -> None:
     for name in reversed(names):  # subscribers are usually named after their sources
         helpers.drop_database(hub, name)
     with psycopg.connect(hub.conninfo(), autocommit=True) as conn:
-        own = [  # each replica's own role (replicate add without --role)
+        own = [  # each replica's own role (one-way add without --role), each two-way link's
             str(r[0])
             for r in conn.execute(
                 "SELECT rolname FROM pg_roles WHERE rolname LIKE 'agent\\_chat\\_from\\_%'"
+                " OR rolname ~ '^agent_chat_[0-9]+_to_[0-9]+_'"
             )
         ]
     for role in dict.fromkeys([*roles, *own]):

@@ -12,7 +12,7 @@ from agentchat.sql import load_migrations
 from tests.helpers import run_cli
 
 SCHEMA = len(load_migrations())
-pytestmark = pytest.mark.slow  # a cluster, three databases, replication, a model: a minute
+pytestmark = pytest.mark.slow  # a cluster, three databases, two-way links, a model: a minute
 
 
 def postgres_processes(data_dir: Path) -> list[str]:
@@ -29,25 +29,53 @@ def test_the_demo_runs_end_to_end_and_leaves_nothing_behind(cluster_root: Path) 
     assert stages == [str(n) for n in range(1, 9)], out
     for db in ("nova_memory", "graybeard_memory", "sage_memory"):
         assert re.search(rf"^   {db} +schema version {SCHEMA}, role plain$", out, re.MULTILINE), out
-    assert (
-        "   graybeard_memory  role subscriber" in out and "   nova_memory       role source" in out
-    )
-    # the conversation: 7 messages, each timed on both replicas and at each addressee's listener
+        # two-way: every database is a peer, with a node number of its own
+        assert re.search(rf"^   {db} +role peer, node \d+$", out, re.MULTILINE), out
+    joins = re.findall(r"^   (\w+) joined nova_memory: links agent_chat_(\d+)_to_(\d+),"
+                       r" agent_chat_(\d+)_to_(\d+)$", out, flags=re.MULTILINE)  # fmt: skip
+    assert [j[0] for j in joins] == ["graybeard_memory", "sage_memory"], out
+    numbers = dict(re.findall(r"^   (\w+_memory) +role peer, node (\d+)$", out, re.MULTILINE))
+    assert len(set(numbers.values())) == 3, numbers
+    for spoke, hub_to, spoke_from, spoke_to, hub_from in joins:
+        assert hub_to == hub_from == numbers["nova_memory"] and spoke_from == spoke_to
+        assert spoke_from == numbers[spoke]
+    # the conversation: 9 messages, each written on its sender's own database and timed on the
+    # two others and at each addressee's listener
     talk = out[out.index("4. Agents talk") : out.index("5. Triggers")]
-    timings = re.findall(r"reached graybeard_memory [\d.]+ ms, sage_memory [\d.]+ ms; listener of",
-                         talk)  # fmt: skip
-    assert len(timings) == 7, talk
-    assert "#2 graybeard -> nova (reply to #1), written on nova_memory" in talk
+    timings = re.findall(r"reached (\w+) [\d.]+ ms, (\w+) [\d.]+ ms; listener of", talk)
+    assert len(timings) == 9, talk
+    homes = {"nova": "nova_memory", "graybeard": "graybeard_memory", "sage": "sage_memory"}
+    written = re.findall(r"^   #\d+ (\w+) -> .*, written on (\w+):", talk, flags=re.MULTILINE)
+    assert len(written) == 9 and all(homes[who] == db for who, db in written), talk
+    for (_, db), reached in zip(written, timings, strict=True):
+        assert sorted([db, *reached]) == sorted(homes.values()), talk
+    assert "#2 graybeard -> nova (reply to #1), written on graybeard_memory" in talk
+    # spoke to spoke, through the hub
+    assert "#8 sage -> graybeard, written on sage_memory" in talk
+    assert "#9 graybeard -> sage (reply to #8), written on graybeard_memory" in talk
     assert re.search(r"#6 nova -> \*, .*\n.*listener of graybeard [\d.]+ ms, sage [\d.]+ ms$",
                      talk, flags=re.MULTILINE)  # fmt: skip
+    ids = re.findall(r"^     #(\d) = (\d+): node (\d+) \((\w+)\)$", talk, flags=re.MULTILINE)
+    assert [(n, db) for n, _, _, db in ids] == [
+        ("1", "nova_memory"),
+        ("2", "graybeard_memory"),
+        ("5", "sage_memory"),
+    ], talk
+    for _, id_, node, db in ids:
+        assert (int(id_) >> 12) & 1023 == int(node) == int(numbers[db])
     assert len(re.findall(r"trg_notify_agent_chat +\| ALWAYS +\| ok", out)) == 3
-    assert len(re.findall(r"trg_guard_replica_writes +\| ORIGIN +\| ok", out)) == 2
+    assert len(re.findall(r"trg_guard_replica_writes +\| DISABLED +\| ok", out)) == 3
+    assert len(re.findall(r"^   role: peer$", out, flags=re.MULTILINE)) == 3
     assert "WRONG" not in out and "verdict: ok" in out
-    assert len(re.findall(r"_memory: arrived in [\d.]+ ms, NOTIFY in [\d.]+ ms, 1 embedding"
-                          r" row\(s\) \[ok\]", out)) == 2  # fmt: skip
-    # embeddings: computed at the hub, replicated, and a paraphrase finds the backup message
-    assert "nova_memory: embedded 7 messages (all-MiniLM-L6-v2)" in out
-    assert "sage_memory: 7 embeddings arrived by replication" in out
+    probes = re.findall(r"^   (\w+) -> (\w+): arrived in [\d.]+ ms, NOTIFY in [\d.]+ ms,"
+                        r" 1 embedding row\(s\) \[ok\]$", out, flags=re.MULTILINE)  # fmt: skip
+    assert len(set(probes)) == 6, out
+    # embeddings: each database's worker embeds what was written there; all arrive everywhere
+    embedded = re.findall(r"^   (\w+): embedded (\d+) messages \(all-MiniLM-L6-v2\)$", out,
+                          flags=re.MULTILINE)  # fmt: skip
+    assert [db for db, _ in embedded] == list(homes.values()), out
+    assert sum(int(n) for _, n in embedded) >= 9, out
+    assert "each database holds all 9 embeddings" in out
     hits = re.findall(r"^     (\d\.\d{3})  #(\d+) ", out, flags=re.MULTILINE)
     assert hits[0][1] == "1" and float(hits[0][0]) > float(hits[-1][0]), out
     assert out.rstrip().splitlines()[-1].endswith("server stopped and removed")

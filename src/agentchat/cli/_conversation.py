@@ -1,15 +1,16 @@
 """The demo's conversation: agents on three databases talking through replication, timed.
 
-    with Conversation(hub="...nova_memory", homes={"nova": hub, "graybeard": gray, ...}) as talk:
+    with Conversation(homes={"nova": hub, "graybeard": gray, ...}, scripts=...) as talk:
         for line in talk.say("nova", "The backup failed, can you look?", to=["graybeard"]):
             ...
 
 Every agent runs a real :class:`agentchat.Agent` listener on its own database, answering by a
-script. A bare LISTEN connection on each database times when each message arrived there (the
-notify trigger fires when the apply worker commits it). :meth:`Conversation.say` sends one
-message from the source and returns once it and every reply it causes have been handled, with
-the timings of each: where it was written, when it reached each database, when each addressee's
-listener handled it.
+script, and writes where its ``Agent`` sends: its own database when that is linked both ways
+(a one-way replica's agents send to its source). A bare LISTEN connection on each database
+times when each message arrived there (the notify trigger fires when the apply worker commits
+it). :meth:`Conversation.say` sends one message from the sender's database and returns once it
+and every reply it causes have been handled, with the timings of each: where it was written,
+when it reached each database, when each addressee's listener handled it.
 """
 
 from __future__ import annotations
@@ -48,17 +49,16 @@ class Timeline:
 
 class Conversation:
     """Listeners for every agent in *homes* (agent name -> its database's conninfo), answering
-    by *scripts* (agent name -> script); messages are written at *source*."""
+    by *scripts* (agent name -> script); each agent writes where its ``Agent`` sends (on a
+    two-way node, its own database)."""
 
     def __init__(
         self,
-        source: str,
         homes: Mapping[str, str],
         scripts: Mapping[str, Script],
         *,
         timeout: float = 20.0,
     ) -> None:
-        self.source = source
         self.homes = dict(homes)
         self.scripts = dict(scripts)
         self.timeout = timeout
@@ -184,12 +184,13 @@ class Conversation:
     # -- the conversation ------------------------------------------------------------------
 
     def say(self, sender: str, text: str, *, to: Sequence[str]) -> list[Timeline]:
-        """*sender* posts *text* at the source; return its timeline and those of the replies it
-        caused, once every addressee (of it and of the replies) has handled them."""
-        with Agent(sender, self.source) as writer:
+        """*sender* posts *text* from its own database; return its timeline and those of the
+        replies it caused, once every addressee (of it and of the replies) has handled them."""
+        with Agent(sender, self.homes[sender]) as writer:
+            written_on = writer.send_conninfo
             started = time.perf_counter()
             msg_id = writer.send(text, to=to)
-        self._record(msg_id, sender, to, text, self.source, None, started)
+        self._record(msg_id, sender, to, text, written_on, None, started)
         deadline = time.monotonic() + self.timeout
         with self._lock:
             while True:
@@ -204,11 +205,17 @@ class Conversation:
                 self._lock.wait(min(left, 0.3))
 
     def _thread_of(self, root: int) -> list[Timeline]:
-        found = [self._lines[root]]
-        for line in sorted(self._lines.values(), key=lambda x: x.id):
-            if line.reply_to in {x.id for x in found}:
-                found.append(line)
-        return found
+        """*root* and its replies, and theirs, in the order they were written (ids written on
+        two nodes in one millisecond sort by node, not by time)."""
+        found = {root: self._lines[root]}
+        grew = True
+        while grew:
+            grew = False
+            for line in self._lines.values():
+                if line.id not in found and line.reply_to in found:
+                    found[line.id] = line
+                    grew = True
+        return sorted(found.values(), key=lambda x: x.committed)
 
 
 def _silent(msg: Message) -> str | None:
