@@ -234,6 +234,7 @@ def test_an_overlapping_link_is_a_loop_naming_the_node(star: list[str], hub: Clu
 
 def test_two_nodes_with_one_number_collide(star: list[str]) -> None:
     _, near, far = star
+    was = number(far)
     execute(
         far, "UPDATE agentchat_settings SET value = %s WHERE key = 'node'", (str(number(near)),)
     )
@@ -246,6 +247,12 @@ def test_two_nodes_with_one_number_collide(star: list[str]) -> None:
     assert (
         sum(c["check"] == "node_number" and c["verdict"] == "broken" for c in data["checks"]) == 2
     )
+    [fix] = [c.fix for c in collisions if c.database == report.databases[2].name]
+    back = f"UPDATE agentchat_settings SET value = '{was}' WHERE key = 'node';"  # noqa: S608
+    assert fix and back in fix
+    execute(far, back)  # the fix
+    report = status(star)
+    assert report.verdict is Verdict.OK, [c for c in report.checks if not c.ok]
 
 
 def test_a_one_way_topology_has_no_graph(installed_db: str, installed_db2: str) -> None:

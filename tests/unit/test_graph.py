@@ -343,9 +343,24 @@ def test_two_databases_with_one_number_collide() -> None:
     collisions = [c for c in checks if c.check == "node_number" and not c.ok]
     assert [(c.database, c.subject) for c in collisions] == [("nova", "2"), ("gray", "2")]
     assert collisions[0].detail.startswith("node number 2 is also that of gray")
-    assert collisions[0].fix and "(4 is free)" in collisions[0].fix
-    names = [c for c in checks if c.check == "link_name"]
-    assert {c.subject for c in names} == {"agent_chat_3_to_1", "agent_chat_1_to_3"}
+    assert collisions[0].fix == (
+        "this database has the number its links are named for: change the other, gray"
+    )
+    assert collisions[1].fix and collisions[1].fix.startswith(
+        "its links are named for node 3: give it that number back, on it: UPDATE"
+        " agentchat_settings SET value = '3' WHERE key = 'node';"
+    )
+    # a copy of a node (its links' names and number both the original's): out and in again
+    clone = NodeGraph("clone", 2, (), nodes["nova"].publications)
+    [copy] = [c for c in judge_graph([*star().values(), clone])
+              if c.check == "node_number" and c.database == "clone"]  # fmt: skip
+    assert copy.fix and "(4 is free)" in copy.fix
+    [names] = [c for c in checks if c.check == "link_name"]
+    assert names.subject == "agent_chat_3_to_1, agent_chat_1_to_3"
+    assert names.detail.startswith(
+        "its links agent_chat_3_to_1, agent_chat_1_to_3 are named for node 3, but this database"
+        " is node 2"
+    )
 
 
 def test_the_registry_holding_one_number_under_two_names() -> None:

@@ -394,8 +394,7 @@ def _judge_numbers(nodes: Sequence[NodeGraph]) -> list[Check]:
                         f"node number {number} is also that of {', '.join(others)}: the ids the two"
                         " write can collide, and links named for node"
                         f" {number} cannot tell them apart",
-                        f"take one of them out (agentchat replicate remove) and add it again: add"
-                        f" gives it a free number ({free} is free)",
+                        _collision_fix(node, [h for h in holders if h is not node], free),
                         subject=str(number),
                     )
                 )
@@ -415,24 +414,62 @@ def _judge_numbers(nodes: Sequence[NodeGraph]) -> list[Check]:
     return checks
 
 
+def _number_back(node: NodeGraph) -> str | None:
+    """How to give a node back the number its links are named for, when it has another."""
+    named = node.named_number
+    if node.number is None or named is None or named == node.number:
+        return None
+    update = f"UPDATE agentchat_settings SET value = '{named}' WHERE key = 'node';"  # noqa: S608
+    return (
+        f"its links are named for node {named}: give it that number back, on it: {update}"
+        f" (messages written here since carry node {node.number} and stayed here: send them"
+        " again)"
+    )
+
+
+def _collision_fix(node: NodeGraph, others: Sequence[NodeGraph], free: int) -> str:
+    back = _number_back(node)
+    if back is not None:
+        return back
+    if node.named_number == node.number and all(_number_back(o) for o in others):
+        return (
+            "this database has the number its links are named for: change the other,"
+            f" {_list(others)}"
+        )
+    return (
+        f"take one of them out (agentchat replicate remove) and add it again: add gives it a"
+        f" free number ({free} is free)"
+    )
+
+
+def _list(nodes: Sequence[NodeGraph]) -> str:
+    return ", ".join(n.database for n in nodes)
+
+
 def _judge_names(node: NodeGraph) -> list[Check]:
-    """Links on a node whose names say another node number than the node's."""
+    """A node's links whose names say another node number than the node's (one check)."""
     if node.number is None:
         return []
     wrong = [(p.name, p.ends[0]) for p in node.publications if p.ends[0] != node.number]
     wrong += [(s.name, s.ends[1]) for s in node.subscriptions if s.ends[1] != node.number]
+    if not wrong:
+        return []
+    named = sorted({n for _, n in wrong})
+    names = ", ".join(name for name, _ in wrong)
     return [
         Check(
             node.database,
             "link_name",
             Verdict.BROKEN,
-            f"{name} is named for node {named}, but this database is node {node.number}: the"
-            " number changed after the link was made, or the link belongs elsewhere",
-            "agentchat replicate remove this node, then add it again (its links are made anew"
+            f"{'its links' if len(wrong) > 1 else 'its link'} {names}"
+            f" {'are' if len(wrong) > 1 else 'is'} named for {describe_nodes(named)}, but this"
+            f" database is node {node.number}: the number changed after the links were made, or"
+            " the links belong elsewhere",
+            _number_back(node)
+            or "agentchat replicate remove this node, then add it again (its links are made anew"
             " under its number)",
-            subject=name,
+            subject=names,
         )
-        for name, named in wrong
     ]
 
 
@@ -655,9 +692,7 @@ def _judge_loops(nodes: Sequence[NodeGraph], links: Sequence[_Link]) -> list[Che
                         f"link {link.name} from {link.publication[0].database} carries this node's"
                         f" own rows (node {number}) back to it: each message written here comes"
                         " back (skipped as a copy, or stopping the link when they differ)",
-                        f"its filter must leave out node {number}: agentchat replicate add writes"
-                        f" the links' filters again (by hand: ALTER PUBLICATION {link.name} SET"
-                        f" TABLE ... WHERE ... on {link.publication[0].database})",
+                        _echo_fix(node, link, number),
                         subject=link.name,
                     )
                 )
@@ -679,6 +714,18 @@ def _judge_loops(nodes: Sequence[NodeGraph], links: Sequence[_Link]) -> list[Che
                     )
                 )
     return checks
+
+
+def _echo_fix(node: NodeGraph, link: _Link, number: int) -> str:
+    back = _number_back(node)
+    if back is not None:
+        return f"this node's number changed, not the filter: {back}"
+    sender = link.publication[0].database if link.publication else f"node {link.sender}"
+    return (
+        f"its filter must leave out node {number}: agentchat replicate add writes the links'"
+        f" filters again (by hand: ALTER PUBLICATION {link.name} SET TABLE ... WHERE ... on"
+        f" {sender})"
+    )
 
 
 def _parents(nodes: Sequence[NodeGraph]) -> dict[int, int | None]:
