@@ -114,6 +114,8 @@ def test_a_healthy_star_is_ok_with_every_link_named(star: list[str]) -> None:
     assert report.graph is not None
     assert {g.node for g in report.graph} == {h, n, f}
     assert doctor.diagnose(star).verdict is Verdict.OK
+    twice = status([*star, f"{hub} application_name=again"])  # one database, two DSNs
+    assert twice.verdict is Verdict.OK, [c for c in twice.checks if not c.ok]
 
     code, data = cli("status", *dsn_args(star))
     assert code == 0

@@ -441,3 +441,13 @@ def test_verify_wants_two_dsns_and_not_source_or_target_with_them() -> None:
         done = invoke("verify", *args)
         assert done.returncode == 2, done.stderr
         assert "give two or more --dsn" in done.stderr
+
+
+def test_a_database_named_twice_is_judged_once() -> None:
+    from dataclasses import replace
+
+    nodes = {name: replace(n, identity=f"sys/{n.number}") for name, n in star().items()}
+    again = replace(nodes["nova"], database="nova by another dsn")
+    checks = judge_graph([*nodes.values(), again])
+    assert bad(checks) == []
+    assert "nova by another dsn" not in {c.database for c in checks}

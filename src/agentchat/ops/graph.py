@@ -217,6 +217,9 @@ class NodeGraph:
     publications: tuple[LinkPublication, ...] = ()
     subscriptions: tuple[LinkSubscription, ...] = ()
     slots: Mapping[str, bool] = field(default_factory=dict)
+    #: which database this is, however reached (the cluster's system identifier and the
+    #: database's oid); None: unknown
+    identity: str | None = None
 
     @property
     def has_links(self) -> bool:
@@ -308,7 +311,9 @@ def read(conn: _db.Connection, database: str) -> NodeGraph:
             )
         )
         slots = {str(name): bool(active) for name, active in conn.execute(queries["graph_slots"])}
-    return NodeGraph(database, number, registry, pubs, subs, slots)
+        row = conn.execute(queries["graph_identity"]).fetchone()
+    identity = str(row[0]) if row and row[0] else None
+    return NodeGraph(database, number, registry, pubs, subs, slots, identity)
 
 
 # -- judgement ---------------------------------------------------------------------------------
@@ -346,7 +351,16 @@ def _links(nodes: Sequence[NodeGraph]) -> list[_Link]:
 
 def judge_graph(nodes: Sequence[NodeGraph]) -> list[Check]:
     """Every finding about the graph of these nodes (see the module's docstring), with its fix.
-    Links whose other end was not looked at are judged only as far as what was seen allows."""
+    Links whose other end was not looked at are judged only as far as what was seen allows. A
+    database named twice (two DSNs) is judged once."""
+    seen: set[str] = set()
+    distinct = []
+    for node in nodes:
+        if node.identity is None or node.identity not in seen:
+            distinct.append(node)
+        if node.identity is not None:
+            seen.add(node.identity)
+    nodes = distinct
     links = _links(nodes)
     checks = _judge_numbers(nodes)
     checks += _judge_registry(nodes, links)

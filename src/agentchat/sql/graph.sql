@@ -57,3 +57,10 @@ SELECT r.slot_name, r.active
 FROM pg_catalog.pg_replication_slots r
 WHERE r.database = pg_catalog.current_database() AND r.slot_type = 'logical'
 ORDER BY r.slot_name;
+
+-- name: graph_identity
+-- Which database this is, however it was reached (two DSNs, one database): the cluster's
+-- system identifier and the database's oid.
+SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text || '/'
+       || (SELECT oid FROM pg_catalog.pg_database
+            WHERE datname = pg_catalog.current_database())::text;
