@@ -357,3 +357,27 @@ def test_verify_reads_a_mesh_from_the_topology_file(
     code, data = cli("status", "--config", str(file.path))
     assert code == 0, data
     assert sum(c["check"] == "link" for c in data["checks"]) == 6
+
+
+def test_a_role_that_cannot_read_agentchats_tables_still_sees_the_links(
+    star: list[str], hub: Cluster
+) -> None:
+    """No privilege on agentchat_settings or agentchat_nodes: the numbers come from the links'
+    names, the registry is left out, and the links are judged all the same."""
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    execute(star[0], f"CREATE ROLE {role} LOGIN")
+    for dsn in star:  # what status reads of every database (the schema version, the chat)
+        execute(dsn, f"GRANT SELECT ON agentchat_migrations, memory_embeddings TO {role}")
+    try:
+        as_reader = [f"{dsn} user={role}" for dsn in star]
+        report = status(as_reader)
+        assert report.graph is not None
+        assert all(g.number is None and not g.registry for g in report.graph)
+        checks = graph_checks(report)
+        assert failing(checks) == []
+        assert len([c for c in checks if c.check == "link"]) == 4
+        assert len([c for c in checks if c.check == "delivery"]) == 3
+    finally:
+        for dsn in star:
+            execute(dsn, f"DROP OWNED BY {role}")
+        execute(star[0], f"DROP ROLE {role}")

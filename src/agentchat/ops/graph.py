@@ -39,7 +39,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from agentchat import _db, settings
+from agentchat import _db, errors, settings
 from agentchat.ops.judge import Check, Verdict
 from agentchat.replication.links import LEGACY_LIMIT, MAX_NODE
 from agentchat.sql import queries
@@ -275,18 +275,34 @@ def _carry_dict(carry: Carry | None) -> dict[str, object] | None:
     return {"direction": "down" if carry.down else "up", "nodes": sorted(carry.nodes)}
 
 
-def read(conn: _db.Connection, database: str) -> NodeGraph:
-    """Read one node's :class:`NodeGraph` (nothing is changed). Before schema version 6 there
-    is no node setting and no registry: the number then comes from the links' names."""
-    with _db.wrap_errors():
+def _number(conn: _db.Connection) -> int | None:
+    """The ``node`` setting; None before schema 6, or when this role may not read it."""
+    try:
         raw = settings.get(conn, NODE_SETTING)
-        number = int(raw) if raw is not None and raw.strip().isdigit() else None
-        registry: tuple[RegistryRow, ...] = ()
-        if conn.execute(queries["graph_has_registry"]).fetchone() == (True,):
-            registry = tuple(
+    except errors.DatabaseError:  # no privilege on agentchat_settings: judged from the names
+        return None
+    return int(raw) if raw is not None and raw.strip().isdigit() else None
+
+
+def _registry(conn: _db.Connection) -> tuple[RegistryRow, ...]:
+    """This database's copy of the registry; empty before schema 6, or when unreadable."""
+    try:
+        with _db.wrap_errors(), conn.transaction():
+            if conn.execute(queries["graph_has_registry"]).fetchone() != (True,):
+                return ()
+            return tuple(
                 RegistryRow(int(n), str(name), conninfo, None if up is None else int(up))
                 for n, name, conninfo, up in conn.execute(queries["graph_registry"])
             )
+    except errors.DatabaseError:  # no privilege on agentchat_nodes: judged without it
+        return ()
+
+
+def read(conn: _db.Connection, database: str) -> NodeGraph:
+    """Read one node's :class:`NodeGraph` (nothing is changed). Before schema version 6 there
+    is no node setting and no registry: the number then comes from the links' names."""
+    number, registry = _number(conn), _registry(conn)
+    with _db.wrap_errors():
         pubs = tuple(
             LinkPublication(str(name), rowfilter, tuple(tables))
             for name, rowfilter, tables in conn.execute(queries["graph_link_publications"])
