@@ -423,6 +423,9 @@ class Cluster:
         _write_private(pwfile, password + "\n", self.account)
         settings = {
             **self._settings,
+            # PostgreSQL 18 counts replication origins apart from slots (10 by default); each
+            # subscription, and each table it is copying, holds one on the subscriber
+            **({"max_active_replication_origins": "32"} if self.version >= 18 else {}),
             "port": str(port),
             "unix_socket_directories": str(self.socket_dir),
         }

@@ -152,6 +152,7 @@ def make_subscription(run: Run, password: str) -> None:
         slot=sql.Literal(plan.slot),
         create_slot=sql.Literal(not plan.same_cluster),
         copy_data=sql.Literal(plan.copy_data),
+        synchronous_commit=sql.Literal(plan.synchronous_commit),
     )
     with no_statement_logging(tgt):
         tgt.execute(statement)

@@ -207,6 +207,9 @@ class ReplicationPlan:
     #: role that exists gets a new password), and what this add would make
     exists: tuple[str, ...] = ()
     creates: tuple[str, ...] = ()
+    #: the subscription's synchronous_commit: ``"off"`` for a one-way replica, ``"local"`` for
+    #: a two-way link (a relay passes applied rows on only once they are flushed)
+    synchronous_commit: str = "off"
 
     def conninfo(self, password: str) -> str:
         """The subscription's connection string: the password itself, or the passfile."""

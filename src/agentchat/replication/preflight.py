@@ -69,6 +69,11 @@ class TargetFacts:
     system_id: str
     schema_version: int | None  # None: not readable by this role
     embedding_dimension: int | None = None  # None: not installed
+    #: replication origins the server can track (PostgreSQL 18: max_active_replication_origins,
+    #: earlier: max_replication_slots) and those that exist (one per subscription, and one per
+    #: table it is copying); None: not known
+    max_origins: int | None = None
+    used_origins: int = 0
 
 
 def source_facts(conn: _db.Connection) -> SourceFacts:
@@ -147,6 +152,14 @@ def judge(source: SourceFacts, target: TargetFacts, *, new_slot: bool) -> list[F
             f" {workers_needed} needed",
             "raise max_logical_replication_workers and max_worker_processes on the target"
             + (" (one cluster: source and target share them)" if same else ""),
+        ),
+        Finding(
+            "replication_origins",
+            target.max_origins is None or target.max_origins - target.used_origins >= slots_needed,
+            f"target has {(target.max_origins or 0) - target.used_origins} free replication"
+            f" origins ({target.max_origins} in all); {slots_needed} needed",
+            "raise max_active_replication_origins on the target (PostgreSQL 18; earlier:"
+            " max_replication_slots), then restart it",
         ),
         Finding(
             "source_privileges",

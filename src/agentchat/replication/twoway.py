@@ -205,6 +205,7 @@ def _link_plan(sender: Node, receiver: Node, name: str, opts: LinkOptions, back:
     if the_plan.refusal is not None:
         raise errors.ReplicationError(the_plan.refusal.message, fix=the_plan.refusal.fix)
     check_transport(dict(the_plan.connection), opts.allow_insecure)
+    the_plan = dataclasses.replace(the_plan, synchronous_commit="local")
     return Run(sender.conn, receiver.conn, the_plan)
 
 

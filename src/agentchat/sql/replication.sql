@@ -23,7 +23,10 @@ SELECT pg_catalog.current_setting('server_version_num')::int AS version_num,
        pg_catalog.current_setting('max_logical_replication_workers')::int AS max_workers,
        (SELECT count(*) FROM pg_catalog.pg_subscription WHERE subenabled)::int AS used_workers,
        r.rolsuper AS is_superuser,
-       (SELECT system_identifier FROM pg_catalog.pg_control_system())::text AS system_id
+       (SELECT system_identifier FROM pg_catalog.pg_control_system())::text AS system_id,
+       coalesce(pg_catalog.current_setting('max_active_replication_origins', true),
+                pg_catalog.current_setting('max_replication_slots'))::int AS max_origins,
+       (SELECT count(*) FROM pg_catalog.pg_replication_origin)::int AS used_origins
 FROM pg_catalog.pg_roles r
 WHERE r.rolname = current_user;
 
@@ -130,9 +133,12 @@ DROP PUBLICATION IF EXISTS {publication};
 -- name: create_subscription
 -- The subscription (disable_on_error = false: a lost connection is retried by the apply worker,
 -- so it heals by itself). In one cluster the slot exists already (create_slot false).
+-- {synchronous_commit}: 'off' (PostgreSQL's default) for a one-way replica; 'local' for a
+-- two-way link, whose applied rows a relay passes on: a walsender sends only flushed WAL, so
+-- with 'off' each hop waits for the WAL writer (up to wal_writer_delay, 200 ms).
 CREATE SUBSCRIPTION {subscription} CONNECTION {conninfo} PUBLICATION {publication}
     WITH (slot_name = {slot}, create_slot = {create_slot}, copy_data = {copy_data},
-          disable_on_error = false);
+          disable_on_error = false, synchronous_commit = {synchronous_commit});
 
 -- name: disable_subscription
 -- First step of dropping a subscription without touching its slot.
