@@ -288,7 +288,7 @@ def test_two_way_add_check_and_remove(installed_db: str, installed_db2: str) -> 
     assert ok(again).endswith("are linked already: nothing changed\n")
     done = run_cli("replicate", "remove", "--target", installed_db2, "--json", *config)
     removed = json.loads(ok(done))
-    assert f"subscription agent_chat_{hub}_to_{spoke}" in removed["created"]
+    assert f"subscription agent_chat_{hub}_to_{spoke}" in removed["removed"]
     assert "two-way" not in Path("topo.toml").read_text()
 
 

@@ -87,7 +87,7 @@ def test_leaving_drops_the_links_on_both_sides_and_the_node_everywhere(
         what="the far node's registry row on the near spoke",
     )
     left = replication.leave(far)
-    assert any(c.startswith("subscription ") for c in left.created)
+    assert any(c.startswith("subscription ") for c in left.removed)
     assert not replication.has_links(far)
 
     def registered(dsn: str) -> list[int]:
@@ -150,3 +150,34 @@ def test_a_mesh_grows_by_one_member_and_loses_one(
     last = _send(a, "nova", "after b left", ["*"])
     helpers.wait_for(lambda: last in _ids(c), what="a -> c without b")
     assert last not in _ids(b)
+
+
+def _drop_subscription_by_hand(dsn: str, name: str) -> None:
+    """What a failure or an operator can leave: one half of a link, its slot still there."""
+    for statement in (f"ALTER SUBSCRIPTION {name} DISABLE",
+                      f"ALTER SUBSCRIPTION {name} SET (slot_name = NONE)",
+                      f"DROP SUBSCRIPTION {name}"):  # fmt: skip
+        helpers.execute(dsn, statement)
+
+
+def test_a_half_link_is_remade_by_running_mesh_again_and_removed_whole_by_leave(
+    installed_db: str, installed_db2: str
+) -> None:
+    a, b = installed_db, installed_db2
+    made = replication.mesh([a, b], timeout=60)
+    na, nb = made.nodes.values()
+    _drop_subscription_by_hand(b, f"agent_chat_{na}_to_{nb}")  # its slot stays on a's server
+    again = replication.mesh([a, b], timeout=60)
+    assert f"subscription agent_chat_{na}_to_{nb}" in again.created
+    msg = _send(a, "nova", "after the repair", ["*"])
+    helpers.wait_for(lambda: msg in _ids(b), what="the remade link")
+    _drop_subscription_by_hand(a, f"agent_chat_{nb}_to_{na}")
+    left = replication.leave(b)
+    assert f"publication agent_chat_{nb}_to_{na}" in left.removed
+    assert any(r.startswith(f"slot agent_chat_{nb}_to_{na}_") for r in left.removed)
+    for dsn in (a, b):
+        assert helpers.execute(dsn, "SELECT count(*) FROM pg_publication") == [(0,)]
+    slots = helpers.execute(a, "SELECT slot_name FROM pg_replication_slots")
+    assert not [
+        s for s in slots if s[0].startswith(("agent_chat_" + str(na), "agent_chat_" + str(nb)))
+    ]

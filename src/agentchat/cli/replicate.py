@@ -295,7 +295,7 @@ def remove(
             left = replication.leave(target_dsn, topology=topo, progress=report)
         label, number = next(iter(left.nodes.items()))
         _output.emit(fmt, left.as_dict(), lambda: (
-            f"removed node {number} ({label}) from its topology: {', '.join(left.created)}"
+            f"removed node {number} ({label}) from its topology: {', '.join(left.removed)}"
         ))  # fmt: skip
         return
     with _output.progress(quiet or as_json) as report:

@@ -34,7 +34,7 @@ from agentchat import install as installer
 from agentchat.replication import lifecycle, phases
 from agentchat.replication.links import Link, link_name, parse_link_name, tree
 from agentchat.replication.phases import Progress, Run, drop_slot, drop_subscription, quiet
-from agentchat.replication.plan import ReplicationPlan, gather, plan, points_at
+from agentchat.replication.plan import ReplicationPlan, gather, plan, points_at, slot_name
 from agentchat.replication.preflight import (
     Finding,
     PreflightFailed,
@@ -43,7 +43,7 @@ from agentchat.replication.preflight import (
     source_facts,
     target_facts,
 )
-from agentchat.replication.role import drop_role, role_of
+from agentchat.replication.role import drop_role
 from agentchat.sql import queries
 from agentchat.topology import Topology
 
@@ -81,6 +81,8 @@ class LinkResult:
     warnings: list[str] = field(default_factory=list)
     #: the one-way subscription a join turned into two-way links
     converted: str | None = None
+    #: what ``leave`` dropped (subscriptions, slots, roles, publications)
+    removed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -191,6 +193,11 @@ def _taken(registry: Sequence[nodes.Node]) -> dict[int, str]:
 
 
 def _link_plan(sender: Node, receiver: Node, name: str, opts: LinkOptions, back: bool) -> Run:
+    if receiver.conn.execute(queries["subscription"], (name,)).fetchone() is None:
+        # a slot of this link's own name that nothing uses is what a half-removed link left
+        slot = _link_slot(receiver.conn, name)
+        if sender.conn.execute(queries["slot_exists"], (slot,)).fetchone() == (False,):
+            drop_slot(sender.conn, slot)
     facts = gather(sender.conn, receiver.conn, name, publication=name)
     mine = tuple(s for s in facts.existing if s == name)
     facts = dataclasses.replace(facts, existing=mine, target_label=receiver.label)
@@ -221,6 +228,7 @@ def _make_link(run: Run, link: Link, result: LinkResult, timeout: float) -> None
     name = the_plan.subscription
     result.links.append(name)
     if not the_plan.already:
+        _clear_leftovers(run, link)
         src.execute(queries["replicate_lock"])
         try:
             password = phases.make_role(run, None, None)
@@ -244,20 +252,37 @@ def _make_link(run: Run, link: Link, result: LinkResult, timeout: float) -> None
     result.created += run.created
 
 
+def _link_slot(receiver: _db.Connection, name: str) -> str:
+    """The slot a link's subscription uses on its sender (named as ``replicate add`` names it)."""
+    [(system_id,)] = receiver.execute(queries["system_identifier"]).fetchall()
+    return slot_name(name, receiver.info.dbname, str(system_id))
+
+
+def _clear_leftovers(run: Run, link: Link) -> None:
+    """The registry rows a new link is about to copy, which the receiver may hold from before
+    (a half-removed link, a node joining again): the copy would collide on their key, and the
+    link brings them back at once."""
+    run.tgt.execute(
+        queries.compose("forget_carried_nodes", node_filter=link.filters()["node_filter"])
+    )
+
+
 def _drop_link(sender: _db.Connection, receiver: _db.Connection, name: str) -> list[str]:
-    """The link's subscription, slot, role and publication; what was dropped."""
+    """Both halves of a link, whatever is left of them: the subscription, the slot and the
+    link's own role on the sender (by the names ``join`` gives them, so a half left behind by
+    a failure goes too), the publication; what was dropped."""
     dropped: list[str] = []
+    slot = _link_slot(receiver, name)
     row = receiver.execute(queries["subscription"], (name,)).fetchone()
     if row is not None:
-        _, slot, _, conninfo = row
+        slot = row[1] or slot
         drop_subscription(receiver, name)
         dropped.append(f"subscription {name}")
-        if slot and drop_slot(sender, slot):
-            dropped.append(f"slot {slot}")
-        role = role_of(conninfo)
-        if role and role == slot:
-            drop_role(sender, role)
-            dropped.append(f"role {role}")
+    if drop_slot(sender, slot):
+        dropped.append(f"slot {slot}")
+    if sender.execute(queries["role_exists"], (slot,)).fetchone() == (True,):
+        drop_role(sender, slot)
+        dropped.append(f"role {slot}")
     if sender.execute(queries["publication_exists"], (name,)).fetchone() == (True,):
         sender.execute(queries.compose("drop_publication", publication=sql.Identifier(name)))
         dropped.append(f"publication {name}")
@@ -477,9 +502,6 @@ def _join(
         parent.conn, name=parent.label, conninfo=parent.conninfo,
         parent=mine.parent if mine else None,
     )  # fmt: skip
-    if not rejoin:  # the child's copy of others' rows would collide with the parent's copy
-        child.conn.execute(queries["forget_other_nodes"], (child.number,))
-        parent.conn.execute(queries["forget_node"], (child.number,))
     nodes.register_self(child.conn, name=child.label, conninfo=child.conninfo, parent=parent.number)
     registry = [n for n in registry if n.number != child.number]
     registry.append(nodes.Node(child.number, child.label, child.conninfo, parent.number))
@@ -640,10 +662,14 @@ def leave(dsn: str, *, topology: Topology | None = None, progress: Progress = qu
             progress("registry", f"forgetting node {node.number} everywhere")
             for number in neighbours:
                 conns[number].execute(queries["forget_node"], (node.number,))
-            for sender, receiver in pairs:
+            # both halves of every link to a neighbour, even a half whose other half is gone
+            both_ways = sorted(
+                {(node.number, n) for n in neighbours} | {(n, node.number) for n in neighbours}
+            )
+            for sender, receiver in both_ways:
                 name = link_name(sender, receiver)
                 progress("link", f"dropping {name}")
-                result.created += _drop_link(conns[sender], conns[receiver], name)
+                result.removed += _drop_link(conns[sender], conns[receiver], name)
             if edges:
                 narrowed = tree_links({n: p for n, p in parents.items() if n != node.number})
                 result.widened = _refilter(conns, narrowed, edges)

@@ -275,3 +275,11 @@ SELECT id FROM public.agent_chat
 -- name: ids_held
 -- How many of these ids this database holds.
 SELECT count(*) FROM public.agent_chat WHERE id = ANY(%s::bigint[]);
+
+-- name: forget_carried_nodes
+-- Before a link's copy: the registry rows it carries, which the receiver may hold already.
+DELETE FROM public.agentchat_nodes WHERE {node_filter};
+
+-- name: system_identifier
+-- This cluster's system identifier (slot names carry it).
+SELECT (SELECT system_identifier FROM pg_catalog.pg_control_system())::text;
