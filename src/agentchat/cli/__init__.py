@@ -44,6 +44,7 @@ SECTIONS: dict[str, list[tuple[str, str, str]]] = {
     "Agents": [
         ("send", "agents:send", "Post a message as agent --as."),
         ("listen", "agents:listen", "Deliver every message addressed to agent --as, in order."),
+        ("agent", "identity:agent", "Register agents, each with a role that acts only as it."),
     ],
     "Embeddings": [
         ("embed-worker", "embeddings:embed_worker", "Embed queued messages, woken by NOTIFY."),

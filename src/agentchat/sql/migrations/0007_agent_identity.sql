@@ -80,6 +80,26 @@ CREATE POLICY agentchat_agent_marks ON public.agent_chat_processed
     USING (agent = (SELECT public.agentchat_session_agent()))
     WITH CHECK (agent = (SELECT public.agentchat_session_agent()));
 
+-- an agent's mark for another agent is refused with a message that says so (BEFORE triggers
+-- run before the policies' WITH CHECK, whose own error names only the table)
+CREATE FUNCTION public.agent_chat_processed_own_marks() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    me text := public.agentchat_session_agent();
+BEGIN
+    IF me IS NOT NULL AND NEW.agent IS DISTINCT FROM me THEN
+        RAISE EXCEPTION 'agent % cannot record deliveries of agent %', me, NEW.agent
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = pg_catalog.format('role %s is agent %s: it listens as %s only',
+                                           SESSION_USER, me, me);
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER trg_own_marks_agent_chat_processed
+    BEFORE INSERT OR UPDATE ON public.agent_chat_processed
+    FOR EACH ROW EXECUTE FUNCTION public.agent_chat_processed_own_marks();
+
 -- the embedding rows of the messages an agent may read (agent_chat's policies apply inside)
 CREATE POLICY agentchat_agent_searches ON public.memory_embeddings FOR SELECT
     USING (source_type = 'agent_chat'
