@@ -503,9 +503,11 @@ def test_a_delivery_reads_its_claimed_row(caplog: pytest.LogCaptureFixture) -> N
 
 def test_replies_are_counted_into_their_keys_and_recorded_in_the_outcome() -> None:
     posted: list[dict[str, Any]] = []
+    checked: list[Sequence[str]] = []
 
-    def post(params: dict[str, Any]) -> int:
+    def post(params: dict[str, Any], check: Sequence[str]) -> int:
         posted.append(params)
+        checked.append(check)
         return 100 + len(posted)
 
     delivery = Delivery("owl", 7, post=post)
@@ -514,6 +516,7 @@ def test_replies_are_counted_into_their_keys_and_recorded_in_the_outcome() -> No
     assert delivery.outcome() == {"id": 7, "agent": "owl", "status": "routed", "error": None}
     assert msg.reply("yes") == 101 and msg.reply("and more", to=["*"]) == 102
     assert [p["reply_key"] for p in posted] == ["owl:7:1", "owl:7:2"]
+    assert checked == [[], []]  # to the sender, and to everyone: nothing to look up
     assert posted[0]["mentions"] == ["nova"] and posted[1]["mentions"] == ["*"]
     assert {p["channel"] for p in posted} == {"ops"} and {p["reply_to"] for p in posted} == {7}
     assert delivery.outcome()["status"] == "responded"
@@ -522,7 +525,7 @@ def test_replies_are_counted_into_their_keys_and_recorded_in_the_outcome() -> No
 
 
 def test_a_refused_reply_is_not_counted() -> None:
-    delivery = Delivery("owl", 7, post=lambda params: 1)
+    delivery = Delivery("owl", 7, post=lambda params, check: 1)
     msg = delivery.read(ROW)
     assert msg is not None
     with pytest.raises(errors.InvalidInput):
@@ -531,9 +534,9 @@ def test_a_refused_reply_is_not_counted() -> None:
 
 
 def test_each_front_end_answers_its_own_way() -> None:
-    sync_msg = Delivery("owl", 7, post=lambda params: 1).read(ROW)
+    sync_msg = Delivery("owl", 7, post=lambda params, check: 1).read(ROW)
 
-    async def apost(params: dict[str, Any]) -> int:
+    async def apost(params: dict[str, Any], check: Sequence[str]) -> int:
         return 2
 
     async_msg = Delivery("owl", 7, apost=apost).read(ROW)

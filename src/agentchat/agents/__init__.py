@@ -7,6 +7,7 @@
 - :mod:`~agentchat.agents.agent`: :class:`Agent` (threads); :mod:`~agentchat.agents.aio`:
   :class:`AsyncAgent` (asyncio), with the same method names;
 - :mod:`~agentchat.agents.send`: ``send`` without an agent, ``send_target``, ``prune``.
+- :mod:`~agentchat.agents.recipients`: recipients checked against the registry of agents.
 """
 
 from agentchat.agents.agent import Agent

@@ -50,6 +50,7 @@ from agentchat.agents.protocol import (
     reply_text,
     unreadable_value,
 )
+from agentchat.agents.recipients import read_registry
 from agentchat.agents.route import reraise
 from agentchat.agents.send import send_on, send_target
 from agentchat.sql import queries
@@ -77,8 +78,10 @@ class Agent(BaseAgent):
 
     def send(self, message: str, **options: Unpack[SendOptions]) -> int:
         """Post *message* from this agent (``to=[...]``, ``channel=``, ``reply_to=``:
-        :class:`~agentchat.agents.protocol.SendOptions`); return its id."""
-        return self._post(self._send_params(message, **options))
+        :class:`~agentchat.agents.protocol.SendOptions`); return its id. Recipients must be
+        ``*`` or registered agents when the database has a registry (``allow_unknown=True``:
+        send anyway; :mod:`agentchat.agents.recipients`)."""
+        return self._post(*self._outgoing(message, **options))
 
     @property
     def send_conninfo(self) -> str:
@@ -107,24 +110,36 @@ class Agent(BaseAgent):
         except (errors.ConnectionFailed, errors.DatabaseMissing) as exc:
             raise self._unreachable(exc) from exc
 
-    def _post(self, params: dict[str, Any]) -> int:
+    def _post(self, params: dict[str, Any], check: Sequence[str] = ()) -> int:
         """Post on the send connection: a message, or a delivery's reply at a remote source
         (outside the delivery's transaction; its reply_key makes a redelivery's second post
-        return the first one's id)."""
+        return the first one's id). The names in *check* must be registered agents."""
         try:
-            return send_on(self._send_connection(), params)
+            conn = self._send_connection()
+            self._check_recipients(conn, check)
+            return send_on(conn, params)
         except errors.DatabaseError as exc:
             if not is_transient(exc):
                 reraise(exc, self.send_conninfo)
             self._close_sender()  # reconnect next time; a send is never retried blindly
             raise self._unreachable(exc) from exc
 
-    def _reply(self, work: _db.Connection, params: dict[str, Any]) -> int:
+    def _reply(
+        self, work: _db.Connection, params: dict[str, Any], check: Sequence[str] = ()
+    ) -> int:
         """A delivery's reply: in its transaction when sends are local, else posted there."""
         if not self.sends_locally:
-            return self._post(params)
+            return self._post(params, check)
         with _db.wrap_errors(self.conninfo), work.transaction():  # a savepoint: a failed
-            return send_on(work, params)  # reply leaves the mark usable
+            self._check_recipients(work, check)  # reply leaves the mark usable
+            return send_on(work, params)
+
+    def _check_recipients(self, conn: _db.Connection, names: Sequence[str]) -> None:
+        """InvalidInput if a name in *names* is not a registered agent (the registry read
+        where the message goes, cached: :class:`~agentchat.agents.recipients.KnownAgents`)."""
+        if self._known.needs_read(names):
+            self._known.store(read_registry(conn))
+        self._known.check(names)
 
     # -- receiving ---------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from typing import Any, Unpack
 from agentchat import _db, errors
 from agentchat.agents import protocol
 from agentchat.agents.message import Message
+from agentchat.agents.recipients import aread_registry
 from agentchat.agents.route import reraise
 from agentchat.agents.send import send_target
 from agentchat.sql import queries
@@ -49,8 +50,9 @@ class AsyncAgent(protocol.BaseAgent):
 
     async def send(self, message: str, **options: Unpack[protocol.SendOptions]) -> int:
         """Post *message* from this agent (``to=[...]``, ``channel=``, ``reply_to=``:
-        :class:`~agentchat.agents.protocol.SendOptions`); return its id."""
-        return await self._post(self._send_params(message, **options))
+        :class:`~agentchat.agents.protocol.SendOptions`); return its id. Recipients are
+        checked as :meth:`agentchat.Agent.send` checks them."""
+        return await self._post(*self._outgoing(message, **options))
 
     async def send_conninfo(self) -> str:
         """Where this agent's messages go (resolved once: on connecting, or on first use)."""
@@ -76,24 +78,35 @@ class AsyncAgent(protocol.BaseAgent):
         except (errors.ConnectionFailed, errors.DatabaseMissing) as exc:
             raise self._unreachable(exc) from exc
 
-    async def _post(self, params: dict[str, Any]) -> int:
+    async def _post(self, params: dict[str, Any], check: Sequence[str] = ()) -> int:
         """Post on the send connection: a message, or a delivery's reply at a remote source
-        (idempotent by its reply_key)."""
+        (idempotent by its reply_key); the names in *check* must be registered agents."""
         try:
-            return await _send_on(await self._send_connection(), params)
+            conn = await self._send_connection()
+            await self._check_recipients(conn, check)
+            return await _send_on(conn, params)
         except errors.DatabaseError as exc:
             if not protocol.is_transient(exc):
                 reraise(exc, await self.send_conninfo())
             await self._close_sender()  # reconnect next time; a send is never retried blindly
             raise self._unreachable(exc) from exc
 
-    async def _reply(self, work: _db.AsyncConnection, params: dict[str, Any]) -> int:
+    async def _reply(
+        self, work: _db.AsyncConnection, params: dict[str, Any], check: Sequence[str] = ()
+    ) -> int:
         """A delivery's reply: in its transaction when sends are local, else posted there."""
         if not await self.sends_locally():
-            return await self._post(params)
+            return await self._post(params, check)
         with _db.wrap_errors(self.conninfo):
             async with work.transaction():  # a savepoint inside the delivery's transaction
+                await self._check_recipients(work, check)
                 return await _send_on(work, params)
+
+    async def _check_recipients(self, conn: _db.AsyncConnection, names: Sequence[str]) -> None:
+        """:meth:`agentchat.Agent._check_recipients`."""
+        if self._known.needs_read(names):
+            self._known.store(await aread_registry(conn))
+        self._known.check(names)
 
     # -- receiving ---------------------------------------------------------------------------
 

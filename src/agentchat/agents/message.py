@@ -86,20 +86,30 @@ class Message:
         """One line of JSON (``ascii_only``: non-ASCII as ``\\u`` escapes, still the same JSON)."""
         return json.dumps(self.as_dict(), ensure_ascii=ascii_only)
 
-    def reply(self, text: str, *, to: Sequence[str] | None = None) -> int:
+    def reply(
+        self, text: str, *, to: Sequence[str] | None = None, allow_unknown: bool = False
+    ) -> int:
         """Answer this message (addressed to its sender unless *to* says otherwise, on its
-        channel, ``reply_to`` set); return the reply's id. Only while it is being delivered."""
+        channel, ``reply_to`` set); return the reply's id. Only while it is being delivered.
+        Names given with *to* must be registered agents when the database has a registry
+        (*allow_unknown*: send anyway; :mod:`agentchat.agents.recipients`)."""
         delivery = self._delivering("use send()")
         if delivery.post is None:
             raise errors.DeliveryError("with AsyncAgent, answer with `await msg.areply(...)`")
-        return delivery.replied(delivery.post(delivery.reply_params(self, text, to)))
+        params = delivery.reply_params(self, text, to)
+        checks = delivery.reply_checks(params, to, allow_unknown)
+        return delivery.replied(delivery.post(params, checks))
 
-    async def areply(self, text: str, *, to: Sequence[str] | None = None) -> int:
+    async def areply(
+        self, text: str, *, to: Sequence[str] | None = None, allow_unknown: bool = False
+    ) -> int:
         """:meth:`reply` for messages from :class:`agentchat.AsyncAgent`."""
         delivery = self._delivering("use send()")
         if delivery.apost is None:
             raise errors.DeliveryError("msg.areply() is for AsyncAgent: use msg.reply()")
-        return delivery.replied(await delivery.apost(delivery.reply_params(self, text, to)))
+        params = delivery.reply_params(self, text, to)
+        checks = delivery.reply_checks(params, to, allow_unknown)
+        return delivery.replied(await delivery.apost(params, checks))
 
     def fail(self, error: str) -> None:
         """Record that handling this message failed (status ``failed``, with *error*)."""

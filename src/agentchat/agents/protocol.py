@@ -42,6 +42,7 @@ from agentchat.agents.notices import ChatNotice as ChatNotice
 from agentchat.agents.notices import notification_concerns as notification_concerns
 from agentchat.agents.notices import notified_id as notified_id
 from agentchat.agents.notices import parse_notification as parse_notification
+from agentchat.agents.recipients import KnownAgents, named
 from agentchat.agents.route import SendFailed, SendRoute, reraise, send_unreachable
 
 log = logging.getLogger("agentchat.agent")
@@ -157,8 +158,9 @@ class Backoff:
 # -- one delivery, one loop -------------------------------------------------------------------
 
 #: how a front-end posts a reply: Agent's way, and AsyncAgent's
-Post = Callable[[dict[str, Any]], int]
-APost = Callable[[dict[str, Any]], Awaitable[int]]
+#: (the reply's parameters, the recipients to check against the registry)
+Post = Callable[[dict[str, Any], Sequence[str]], int]
+APost = Callable[[dict[str, Any], Sequence[str]], Awaitable[int]]
 
 
 class Delivery:
@@ -198,6 +200,17 @@ class Delivery:
     def reply_params(self, message: Message, text: str, to: Sequence[str] | None) -> dict[str, Any]:
         """The next reply's checked parameters (its reply_key counts this delivery's replies)."""
         return reply_params(self.agent, message, text, to, self.replies + 1)
+
+    @staticmethod
+    def reply_checks(
+        params: dict[str, Any], to: Sequence[str] | None, allow_unknown: bool
+    ) -> list[str]:
+        """The recipients of a reply to check against the registry: those given with *to*
+        (none with *allow_unknown*); a reply to the message's sender (no *to*) is not checked,
+        the sender is no typo."""
+        if allow_unknown or to is None or (isinstance(to, Sequence) and not to):
+            return []
+        return named(params["mentions"])
 
     def replied(self, new_id: int) -> int:
         """A reply was posted as *new_id*."""
@@ -362,11 +375,13 @@ class Wait:
 class SendOptions(TypedDict, total=False):
     """``send()``'s options, for :class:`Agent` and :class:`AsyncAgent` alike: *to* (names, or
     ``*`` for everyone; default nobody), *channel* (default the agent's own, else ``general``),
-    *reply_to* (the id of the message answered)."""
+    *reply_to* (the id of the message answered), *allow_unknown* (send to names the registry of
+    agents does not know: :mod:`agentchat.agents.recipients`)."""
 
     to: Iterable[str]
     channel: str | None
     reply_to: int | None
+    allow_unknown: bool
 
 
 class StopEvent(Protocol):
@@ -411,6 +426,7 @@ class BaseAgent:
         self.batch_size = batch_size
         self._route = SendRoute(self.conninfo, send_dsn)
         self._stopping: StopEvent = self._event()
+        self._known = KnownAgents()  # the registry of agents, as this agent last read it
 
     def _send_params(
         self,
@@ -422,6 +438,20 @@ class BaseAgent:
     ) -> dict[str, Any]:
         """Checked parameters of a message this agent sends (on its own channel by default)."""
         return send_params(self.name, message, to, channel or self.channel or "general", reply_to)
+
+    def _outgoing(
+        self,
+        message: str,
+        *,
+        to: Iterable[str] = (),
+        channel: str | None = None,
+        reply_to: int | None = None,
+        allow_unknown: bool = False,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """:meth:`_send_params`, and the recipients to check against the registry of agents
+        (none with *allow_unknown*)."""
+        params = self._send_params(message, to=to, channel=channel, reply_to=reply_to)
+        return params, [] if allow_unknown else named(params["mentions"])
 
     def _filter(self) -> dict[str, Any]:
         """Parameters for ``agent_pending``: this agent's waiting messages, a batch at a time."""

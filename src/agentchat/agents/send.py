@@ -18,6 +18,7 @@ from typing import Any
 
 from agentchat import _db, errors, policy, settings
 from agentchat.agents.message import send_params
+from agentchat.agents.recipients import check_recipients, named, read_registry
 from agentchat.agents.route import (
     SEND_FIX,
     SendFailed,
@@ -65,10 +66,18 @@ def send(
     channel: str = "general",
     reply_to: int | None = None,
     send_dsn: str | None = None,
+    allow_unknown: bool = False,
 ) -> int:
     """Post one message and return its id. On a replica it goes to the source (see
-    :func:`send_target`); pass *send_dsn* to say where explicitly."""
+    :func:`send_target`); pass *send_dsn* to say where explicitly.
+
+    When the database has a registry of agents, every recipient must be ``*`` or a registered
+    agent, else :class:`agentchat.errors.InvalidInput` names the unknown ones and the closest
+    registered names (*allow_unknown*: send anyway). The registry is read there, once per send
+    (:mod:`agentchat.agents.recipients`; no registry, no rows, or a role that may not read it:
+    no check)."""
     params = send_params(sender, message, to, channel, reply_to)
+    check = [] if allow_unknown else named(params["mentions"])
     conninfo = _db.make_conninfo(dsn)
     target = _db.make_conninfo(send_dsn) if send_dsn else send_target(conninfo)
     try:
@@ -79,6 +88,8 @@ def send(
         raise send_unreachable(params["sender"], target, exc) from exc
     with conn:
         try:
+            if check:
+                check_recipients(check, read_registry(conn))
             return send_on(conn, params)
         except errors.DatabaseError as exc:
             config = not_installed(exc, target)

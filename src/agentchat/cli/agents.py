@@ -56,6 +56,10 @@ def _send_dsn(func: _options.F) -> _options.F:
     "--reply-to", type=click.IntRange(min=1, max=messages.MAX_ID), metavar="ID",
     help="Answer message ID.",
 )  # fmt: skip
+@click.option(
+    "--allow-unknown", is_flag=True,
+    help="Send to names the registry of agents does not know (normally refused).",
+)  # fmt: skip
 @_send_dsn
 @_options.output_format
 @click.argument("message", required=False)
@@ -66,11 +70,15 @@ def send(
     recipients: tuple[str, ...],
     channel: str,
     reply_to: int | None,
+    allow_unknown: bool,
     send_dsn: str | None,
     fmt: str,
     message: str | None,
 ) -> None:
-    """Post MESSAGE (or standard input) as agent --as; print the new message's id."""
+    """Post MESSAGE (or standard input) as agent --as; print the new message's id.
+
+    When agents are registered (agentchat agent add), each --to must be * or one of them.
+    """
     as_json = fmt == "json"
     if message is not None:
         message = _typed_text(message)
@@ -86,7 +94,7 @@ def send(
     names = [n for item in recipients for n in item.split(",") if n.strip()]
     msg_id = sending.send(
         _db.make_conninfo(dsn, dbname=database), sender=sender, message=message, to=names,
-        channel=channel, reply_to=reply_to, send_dsn=send_dsn,
+        channel=channel, reply_to=reply_to, send_dsn=send_dsn, allow_unknown=allow_unknown,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps({"id": msg_id}))
