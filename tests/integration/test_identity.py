@@ -16,9 +16,12 @@ from psycopg import sql
 
 from agentchat import errors, identity
 from agentchat.agent import Agent
+from agentchat.embeddings import Worker, search
+from agentchat.embeddings.embedders import OpenAIEmbedder
 from agentchat.replication.passfile import read_passfile
 from agentchat.server import Cluster
 from tests import helpers
+from tests.embedding_stub import serve
 from tests.helpers import execute, invoke, marks
 
 
@@ -182,6 +185,17 @@ def test_an_agent_reads_only_what_is_for_it(agents: Agents) -> None:
     assert sage_sees == {ids["to_sage"], ids["to_all"]}
     # the owner still reads everything
     assert execute(agents.db, "SELECT count(*) FROM agent_chat") == [(len(ids),)]
+
+
+def test_an_agent_searches_only_what_it_may_read(agents: Agents) -> None:
+    ids = seed(agents.db)
+    with serve() as stub:
+        embedder = OpenAIEmbedder(stub.url, "stub-model", backoff=0.01, dimension=stub.dimension)
+        Worker(agents.db, embedder).run(once=True)  # the owner embeds every message
+        everything = search(agents.db, "for sage only", embedder, limit=10)
+        mine = search(agents.nova, "for sage only", embedder, limit=10)
+    assert {h.message.id for h in everything} == set(ids.values())
+    assert {h.message.id for h in mine} == {ids[k] for k in ("to_all", "on_ops", "from_nova")}
 
 
 def test_an_agent_cannot_mark_another_agents_message(agents: Agents) -> None:
