@@ -168,18 +168,22 @@ def session_agent(conn: _db.Connection) -> str | None:
         return str(row[0]) if row and row[0] is not None else None
 
 
-def check_acting_as(conn: _db.Connection, name: str) -> None:
-    """Refuse to act as agent *name* on a connection whose role is another agent's: one clear
-    line (:class:`~agentchat.errors.DatabaseError`, SQLSTATE 42501) before a listener starts
-    or a message is sent, instead of a listener that waits for nothing."""
+def check_acting_as(conn: _db.Connection, name: str, *, listening: bool = True) -> None:
+    """Refuse to act as agent *name* on a connection whose role is another agent's, before a
+    listener starts (*listening*) or a message is sent: one clear line
+    (:class:`~agentchat.errors.DatabaseError`, SQLSTATE 42501), the same the database gives
+    when it refuses (migration 0007), instead of a listener that waits for nothing."""
     me = session_agent(conn)
     wanted = name.strip().lower()
-    if me is not None and me != wanted:
-        raise errors.DatabaseError(
-            f"role {conn.info.user} is agent {me}: it cannot act as agent {wanted}",
-            fix=f"connect as agent {wanted}'s own role, or act as {me}",
-            sqlstate=_DENIED,
-        )
+    if me is None or me == wanted:
+        return
+    what = f"record deliveries of agent {wanted}" if listening else f"send as {wanted}"
+    verb = "listens" if listening else "sends"
+    raise errors.DatabaseError(
+        f"agent {me} cannot {what}",
+        fix=f"role {conn.info.user} is agent {me}: it {verb} as {me} only",
+        sqlstate=_DENIED,
+    )
 
 
 def _group_and_grants(conn: _db.Connection) -> None:

@@ -234,6 +234,16 @@ def test_an_agent_cannot_listen_as_another(agents: Agents) -> None:
     line = helpers.one_line_error(done, "agent nova cannot ", 1)
     assert "agent sage" in line
     assert marks(agents.db, "sage") == []
+    # the check a listener can make before it starts gives the same line
+    with psycopg.connect(agents.nova, autocommit=True) as conn:
+        with pytest.raises(errors.DatabaseError) as refused:
+            identity.check_acting_as(conn, "sage")
+        assert f"agentchat: error: {refused.value}" == line
+        with pytest.raises(errors.DatabaseError, match="agent nova cannot send as sage"):
+            identity.check_acting_as(conn, "Sage", listening=False)
+        identity.check_acting_as(conn, " Nova")
+    with psycopg.connect(agents.db, autocommit=True) as conn:
+        identity.check_acting_as(conn, "sage")  # the owner is no agent: anything goes
     # the real sage still gets both of its messages
     with Agent("sage", agents.sage) as sage:
         got = [m.id for m in sage.messages(idle_timeout=0)]
