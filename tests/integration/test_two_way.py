@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from agentchat import errors, replication
+from agentchat import errors, identity, replication
 from agentchat.replication.links import node_of
 from tests import helpers
 
@@ -181,3 +183,22 @@ def test_a_half_link_is_remade_by_running_mesh_again_and_removed_whole_by_leave(
     assert not [
         s for s in slots if s[0].startswith(("agent_chat_" + str(na), "agent_chat_" + str(nb)))
     ]
+
+
+def test_the_agent_registry_travels_the_links_and_leaves_with_its_node(
+    installed_db: str, installed_db2: str, installed_remote_db: str, tmp_path: Path
+) -> None:
+    hub, near, far = installed_db, installed_db2, installed_remote_db
+    replication.join(hub, near, timeout=60)
+    replication.join(hub, far, timeout=60)
+    identity.add(near, "graybeard", passfile=tmp_path / "pgpass")
+    identity.add(far, "sage", passfile=tmp_path / "pgpass")
+
+    def agents(dsn: str) -> list[tuple[str, int]]:
+        return helpers.execute(dsn, "SELECT name, node FROM agentchat_agents ORDER BY name")
+
+    helpers.wait_for(lambda: [a for a, _ in agents(hub)] == ["graybeard", "sage"], what="hub")
+    helpers.wait_for(lambda: agents(near) == agents(far) == agents(hub), what="every spoke")
+    replication.leave(far)
+    helpers.wait_for(lambda: [a for a, _ in agents(near)] == ["graybeard"], what="sage gone")
+    assert [a for a, _ in agents(far)] == ["sage"]  # the node that left keeps its own agents

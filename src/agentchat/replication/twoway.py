@@ -49,6 +49,8 @@ from agentchat.topology import Topology
 
 #: two-way replication needs ``origin`` on subscriptions, and is measured on 16 and 18
 MIN_TWO_WAY_VERSION = 160000
+#: the tables a link carries: the chat, its embeddings, the node and the agent registries
+LINK_TABLES = 4
 
 
 @dataclass
@@ -247,6 +249,13 @@ def _make_link(run: Run, link: Link, result: LinkResult, timeout: float) -> None
         phases.make_subscription(run, password)
     else:  # a re-run: the filters are brought to what the tree says now
         _set_filters(src, link, name, create=False)
+        [(tables,)] = run.tgt.execute(queries["subscription_tables"], (name,)).fetchall()
+        if tables < LINK_TABLES:  # a link made before a table joined the links (an upgrade)
+            run.progress("link", f"{name}: copying the tables it gained")
+            _clear_leftovers(run, link, ("forget_carried_agents",))
+            run.tgt.execute(
+                queries.compose("refresh_subscription", subscription=sql.Identifier(name))
+            )
     run.progress("sync", f"{name}: waiting for the initial copy")
     phases.wait_for_sync(run.tgt, name, timeout=timeout, progress=run.progress)
     result.created += run.created
@@ -258,13 +267,14 @@ def _link_slot(receiver: _db.Connection, name: str) -> str:
     return slot_name(name, receiver.info.dbname, str(system_id))
 
 
-def _clear_leftovers(run: Run, link: Link) -> None:
+def _clear_leftovers(
+    run: Run, link: Link, what: Sequence[str] = ("forget_carried_nodes", "forget_carried_agents")
+) -> None:
     """The registry rows a new link is about to copy, which the receiver may hold from before
     (a half-removed link, a node joining again): the copy would collide on their key, and the
     link brings them back at once."""
-    run.tgt.execute(
-        queries.compose("forget_carried_nodes", node_filter=link.filters()["node_filter"])
-    )
+    for query in what:
+        run.tgt.execute(queries.compose(query, node_filter=link.filters()["node_filter"]))
 
 
 def _drop_link(sender: _db.Connection, receiver: _db.Connection, name: str) -> list[str]:
@@ -662,6 +672,7 @@ def leave(dsn: str, *, topology: Topology | None = None, progress: Progress = qu
             progress("registry", f"forgetting node {node.number} everywhere")
             for number in neighbours:
                 conns[number].execute(queries["forget_node"], (node.number,))
+                conns[number].execute(queries["forget_node_agents"], (node.number,))
             # both halves of every link to a neighbour, even a half whose other half is gone
             both_ways = sorted(
                 {(node.number, n) for n in neighbours} | {(n, node.number) for n in neighbours}
@@ -675,6 +686,7 @@ def leave(dsn: str, *, topology: Topology | None = None, progress: Progress = qu
                 result.widened = _refilter(conns, narrowed, edges)
         nodes.register_self(node.conn, name=node.label, conninfo=node.conninfo, parent=None)
         node.conn.execute(queries["forget_other_nodes"], (node.number,))
+        node.conn.execute(queries["forget_other_nodes_agents"], (node.number,))
         installer.install_into(node.conn)
     if topology is not None:
         topology.forget_link(node.conninfo)

@@ -216,15 +216,17 @@ SELECT pg_catalog.set_config('log_statement', %s, false),
 (node = ANY ({nodes}))
 
 -- name: create_link_publication
--- One two-way link's publication (docs/replication.md): the chat, the chat's embeddings and the
--- node registry, each through the link's filter on the node of origin. The filters' columns
--- are in each table's replica identity, so UPDATE and DELETE keep working.
+-- One two-way link's publication (docs/replication.md): the chat, the chat's embeddings, the
+-- node registry and the agent registry, each through the link's filter on the node of origin
+-- (an agent's row on the node where it was added). The filters' columns are in each table's
+-- replica identity (the agent registry's is FULL), so UPDATE and DELETE keep working.
 CREATE PUBLICATION {publication}
     FOR TABLE public.agent_chat WHERE {chat_filter},
               public.memory_embeddings (source_type, source_id, content, content_hash, embedding,
                                         model, created_at, updated_at)
               WHERE (source_type = 'agent_chat' AND {embedding_filter}),
-              public.agentchat_nodes WHERE {node_filter};
+              public.agentchat_nodes WHERE {node_filter},
+              public.agentchat_agents WHERE {node_filter};
 
 -- name: set_link_publication
 -- A link's filters changed (a node joined or left below it): later changes follow them at once,
@@ -234,11 +236,13 @@ ALTER PUBLICATION {publication}
               public.memory_embeddings (source_type, source_id, content, content_hash, embedding,
                                         model, created_at, updated_at)
               WHERE (source_type = 'agent_chat' AND {embedding_filter}),
-              public.agentchat_nodes WHERE {node_filter};
+              public.agentchat_nodes WHERE {node_filter},
+              public.agentchat_agents WHERE {node_filter};
 
 -- name: grant_link_published
 -- A link's replication role reads exactly the published tables.
-GRANT SELECT ON public.agent_chat, public.memory_embeddings, public.agentchat_nodes TO {role};
+GRANT SELECT ON public.agent_chat, public.memory_embeddings, public.agentchat_nodes,
+                public.agentchat_agents TO {role};
 
 -- name: link_subscriptions
 -- This database's two-way link subscriptions (agent_chat_<x>_to_<y>): name, slot, enabled.
@@ -267,6 +271,14 @@ DELETE FROM public.agentchat_nodes WHERE node <> %s;
 -- A node leaves (or joins afresh): its registry row goes, and the deletion travels on.
 DELETE FROM public.agentchat_nodes WHERE node = %s;
 
+-- name: forget_node_agents
+-- A node leaves: the agents added there go from the agent registry too.
+DELETE FROM public.agentchat_agents WHERE node = %s;
+
+-- name: forget_other_nodes_agents
+-- A node that left keeps only the agents added on it.
+DELETE FROM public.agentchat_agents WHERE node IS DISTINCT FROM %s;
+
 -- name: ids_of_node
 -- The ids of the messages carrying one node number (not legacy ids).
 SELECT id FROM public.agent_chat
@@ -279,6 +291,23 @@ SELECT count(*) FROM public.agent_chat WHERE id = ANY(%s::bigint[]);
 -- name: forget_carried_nodes
 -- Before a link's copy: the registry rows it carries, which the receiver may hold already.
 DELETE FROM public.agentchat_nodes WHERE {node_filter};
+
+-- name: forget_carried_agents
+-- Before a link's copy: the agent registry's rows it carries (the receiver may hold them).
+DELETE FROM public.agentchat_agents WHERE {node_filter};
+
+-- name: refresh_subscription
+-- A link's publication gained a table (an older link, after an upgrade): the subscriber starts
+-- copying it, through its filter.
+ALTER SUBSCRIPTION {subscription} REFRESH PUBLICATION WITH (copy_data = true);
+
+-- name: subscription_tables
+-- How many tables a subscription of this database carries.
+SELECT count(*)::int FROM pg_catalog.pg_subscription_rel sr
+  JOIN pg_catalog.pg_subscription s ON s.oid = sr.srsubid
+ WHERE s.subname = %s
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                     WHERE datname = pg_catalog.current_database());
 
 -- name: system_identifier
 -- This cluster's system identifier (slot names carry it).
