@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import conninfo as _conninfo
 
-from agentchat import errors, identity, replication
+from agentchat import Agent, errors, identity, replication
 from agentchat.replication.links import node_of
+from agentchat.server import Cluster
 from tests import helpers
 
 pytestmark = pytest.mark.slow
@@ -202,3 +205,41 @@ def test_the_agent_registry_travels_the_links_and_leaves_with_its_node(
     replication.leave(far)
     helpers.wait_for(lambda: [a for a, _ in agents(near)] == ["graybeard"], what="sage gone")
     assert [a for a, _ in agents(far)] == ["sage"]  # the node that left keeps its own agents
+
+
+def test_agents_on_two_servers_talk_as_themselves_through_the_hub(
+    installed_db: str, installed_remote_db: str, remote: Cluster, tmp_path: Path
+) -> None:
+    """Issue 14's allowed path across replication: each agent's role exists where the agent
+    lives, sends and records there with only its own rights, and its messages are trusted where
+    they are replicated (the apply worker writes them)."""
+    hub = installed_db
+    spoke = remote.tcp_conninfo(helpers.dbname(installed_remote_db))  # password auth over TCP
+    replication.join(hub, spoke, timeout=60)
+    passfile = tmp_path / "pgpass"
+    nova = identity.add(hub, "nova", passfile=passfile)
+    sage = identity.add(spoke, "sage", passfile=passfile)
+    helpers.wait_for(
+        lambda: helpers.execute(spoke, "SELECT count(*) FROM agentchat_agents") == [(2,)],
+        what="both agents known on the spoke",
+    )
+    as_sage = _conninfo.make_conninfo(spoke, user=sage.entry.role, passfile=str(passfile))
+    as_nova = _conninfo.make_conninfo(hub, user=nova.entry.role, passfile=str(passfile))
+    with Agent("sage", as_sage) as agent:
+        question = agent.send("is the backup green?", to=["nova"])
+    helpers.wait_for(lambda: question in _ids(hub), what="sage's question at the hub")
+    with Agent("nova", as_nova) as agent:
+        handled = agent.run(lambda msg: "yes", idle_timeout=0)
+    assert handled == 1
+    [(answer, sender, reply_to)] = helpers.execute(
+        hub, "SELECT id, sender, reply_to FROM agent_chat WHERE sender = 'nova'"
+    )
+    assert (sender, reply_to) == ("nova", question)
+    helpers.wait_for(lambda: answer in _ids(spoke), what="nova's answer on the spoke")
+    with Agent("sage", as_sage) as agent:
+        heard = [m.id for m in agent.messages(idle_timeout=0)]
+    assert heard == [answer]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="cannot send as"):
+        helpers.execute(as_sage, "SELECT send_agent_message('nova', 'forged', '{sage}')")
+    assert helpers.execute(spoke, "SELECT count(*) FROM agent_chat_processed") == [(1,)]
+    assert helpers.execute(hub, "SELECT agent FROM agent_chat_processed") == [("nova",)]
