@@ -95,7 +95,8 @@ def check_name(name: str) -> str:
     """An agent name as the chat stores it (trimmed, lowercased), or :class:`InvalidInput`."""
     if not isinstance(name, str):  # pragma: no cover - typed callers
         raise errors.InvalidInput("agent name must be text")
-    clean = name.strip().lower()
+    clean = name.strip(" ")  # as the database's btrim sees it; then lower, ASCII only
+    clean = clean.lower() if clean.isascii() else ""
     if not _NAME.match(clean):
         shown = name[:70].encode("unicode_escape").decode()
         raise errors.InvalidInput(
@@ -106,8 +107,8 @@ def check_name(name: str) -> str:
 
 
 def check_channel(channel: str) -> str:
-    clean = channel.strip()
-    if not _CHANNEL.match(clean):
+    clean = channel.strip(" ")
+    if not clean.isascii() or not _CHANNEL.match(clean):
         shown = channel[:70].encode("unicode_escape").decode()
         raise errors.InvalidInput(
             f'invalid channel name "{shown}"',
@@ -186,7 +187,11 @@ def check_acting_as(conn: _db.Connection, name: str, *, listening: bool = True) 
     )
 
 
-def _group_and_grants(conn: _db.Connection) -> None:
+def grant_rights(conn: _db.Connection) -> None:
+    """Make the group :data:`GROUP` if it is missing and give it an agent's rights in this
+    database (idempotent; the connection's role needs CREATEROLE, or to be a superuser, and
+    the grant option on the tables: the owner). Run it in every database an agent connects to.
+    """
     if conn.execute(queries["identity_role_exists"], (GROUP,)).fetchone() != (True,):
         conn.execute(queries.compose("create_agent_group", group=sql.Identifier(GROUP)))
     conn.execute(
@@ -279,7 +284,7 @@ def add(
             if row is not None:
                 return _readd(conn, _entry(row), clean_channels if channels else None)
             role = _choose_role(conn, name)
-            _group_and_grants(conn)
+            grant_rights(conn)
             password = new_password()
             _create_role(conn, role, password)
             conn.execute(
@@ -320,7 +325,7 @@ def _readd(conn: _db.Connection, entry: AgentEntry, channels: list[str] | None) 
     if channels is not None and list(entry.channels) != channels:
         conn.execute(queries["agent_set_channels"], {"name": entry.name, "channels": channels})
         entry = AgentEntry(entry.name, entry.role, tuple(channels), entry.node, entry.created_at)
-    _group_and_grants(conn)
+    grant_rights(conn)
     return Added(entry, False, agent_dsn(conn, entry.role))
 
 
@@ -352,10 +357,15 @@ def remove(conninfo: str, name: str, *, passfile: Path | None = None) -> AgentEn
                     )
             conn.execute(queries["agent_delete"], (name,))
             if exists == (True,):
+                # its sessions end first: a removed agent cannot keep acting (best effort:
+                # ending another role's sessions needs a superuser or pg_signal_backend)
+                with (
+                    contextlib.suppress(errors.DatabaseError),
+                    _db.wrap_errors(),
+                    conn.transaction(),
+                ):
+                    conn.execute(queries["terminate_role_sessions"], (entry.role,))
                 conn.execute(queries.compose("drop_agent_role", role=sql.Identifier(entry.role)))
-        if exists == (True,):
-            with contextlib.suppress(errors.DatabaseError), _db.wrap_errors():
-                conn.execute(queries["terminate_role_sessions"], (entry.role,))
         params = _db.connection_params(conn)
         path = passfile or default_passfile()
         if read_passfile(path, entry.role) is not None:

@@ -363,8 +363,22 @@ def test_remove_drops_the_role_and_the_row_and_refuses_a_role_not_ours(
     helpers.one_line_error(done, "no agent nobody", 2)
 
 
+def test_remove_ends_the_agents_sessions(hub: Cluster, installed_db: str, tmp_path: Path) -> None:
+    passfile = tmp_path / "pgpass"
+    added = identity.add(installed_db, "tern", passfile=passfile)
+    with psycopg.connect(agent_dsn(hub, installed_db, added.entry.role, passfile)) as conn:
+        conn.execute("SELECT 1")
+        identity.remove(installed_db, "tern", passfile=passfile)
+        with pytest.raises(psycopg.OperationalError):
+            conn.execute("SELECT 1")
+    assert execute(installed_db, "SELECT count(*) FROM pg_roles WHERE rolname = 'ac_tern'") == [
+        (0,)
+    ]
+
+
 def test_bad_names_are_refused_and_nothing_is_made(installed_db: str) -> None:
-    for name in ("*", "", "Nova Smith", "x" * 64, "a;drop role postgres", "-x"):
+    hostile = ("*", "", "Nova Smith", "x" * 64, "a;drop role postgres", "-x", "\u212aite", "\tnova")
+    for name in hostile:
         done = invoke("agent", "add", "--dsn", installed_db, "--show-password", "--", name)
         helpers.one_line_error(done, "invalid agent name", 2)
     assert execute(installed_db, "SELECT count(*) FROM agentchat_agents") == [(0,)]
