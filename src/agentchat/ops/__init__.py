@@ -6,6 +6,8 @@
   links, read; links, loops, node numbers and delivery, judged);
 - :mod:`agentchat.ops.report`: ``status`` and its ``Report`` (the verdict is the exit code);
 - :mod:`agentchat.ops.doctor`: the checks that need the source too, and the safe repairs;
+- :mod:`agentchat.ops.identity`: doctor's checks of agent identity (the registry of agents
+  against the roles and the chat's senders);
 - :mod:`agentchat.ops.verify`: a probe message through replication, timed (two-way: from
   every node to every other).
 """

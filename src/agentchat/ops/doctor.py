@@ -1,6 +1,8 @@
 """``doctor``: the seed's troubleshooting section as code — cause, repair, and safe fixes.
 
-On top of status' checks, doctor looks across each subscription to its source: does the
+On top of status' checks, doctor checks agent identity (:mod:`agentchat.ops.identity`:
+registered agents without their role, agent roles with more than an agent's rights, senders
+the registry does not know) and looks across each subscription to its source: does the
 publication still exist, does the source still take the subscription's password, and has anybody
 written rows into the replica's agent_chat (rows the source does not have, or has with other
 content: the conflict that makes the apply worker crash-loop)? ``fix`` repairs what is safe to
@@ -24,6 +26,7 @@ from psycopg import sql
 
 from agentchat import _db, errors
 from agentchat import install as installer
+from agentchat.ops import identity
 from agentchat.ops.facts import (
     DatabaseFacts,
     RowCounts,
@@ -39,6 +42,8 @@ from agentchat.replication.role import give_own_role, password_fails, role_of
 from agentchat.sql import queries
 from agentchat.topology import Topology
 
+#: the schema version that brought the registry of agents (agent identity)
+IDENTITY_SCHEMA = 7
 #: conflicting rows doctor names one by one (each is a check with its repair)
 CONFLICTS_SHOWN = 5
 #: local row ids doctor lists in its one local_rows check
@@ -107,6 +112,9 @@ def diagnose(
                     checks += _judge_password(facts.name, look_password(facts, sub))
                 elif sub.carries_agent_chat:
                     checks += judge_across(facts.name, look_across(facts, sub, source))
+    for facts in report.databases:
+        if facts.reachable and facts.schema_version >= IDENTITY_SCHEMA:
+            checks += identity.checks_for(facts.name, facts.conninfo)
     report.checks[:] = explain_stopped(checks)
     return report
 

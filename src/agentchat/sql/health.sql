@@ -107,3 +107,77 @@ SELECT coalesce(max(id), 0)::bigint FROM public.agent_chat;
 -- name: chat_count_between
 -- How many messages have an id in (lower, upper]: what a replica must hold of its source's.
 SELECT count(*)::bigint FROM public.agent_chat WHERE id > %s AND id <= %s;
+
+-- name: agent_registry_roles
+-- doctor: every registered agent, its role, where it was added, whether the role exists in this
+-- cluster, and this database's node number (schema version 7).
+SELECT a.name, a.role, a.node, (r.oid IS NOT NULL) AS role_exists, public.agentchat_node()
+FROM public.agentchat_agents a
+LEFT JOIN pg_catalog.pg_roles r ON r.rolname = a.role
+ORDER BY a.name;
+
+-- name: agent_role_rights
+-- doctor: each agent role (a member of the agents' group, or a role the registry maps) and every
+-- right it holds here that could exceed an agent's: attributes, other roles it is a member of,
+-- privileges on the public schema's tables (column grants count) and sequences, CREATE on the
+-- schema and the database. Table rights are a JSON list of [table, PRIVILEGE, holder], the holder
+-- being the role itself, the group, PUBLIC, or '' (another way: a membership, ownership, a column
+-- grant).
+WITH grp AS (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = %(group)s),
+agents AS (
+    SELECT r.oid, r.rolname
+      FROM pg_catalog.pg_roles r
+     WHERE r.oid IN (SELECT m.member FROM pg_catalog.pg_auth_members m JOIN grp ON m.roleid = grp.oid)
+        OR r.rolname = ANY (%(mapped)s::text[])
+),
+privs (priv, per_column) AS (
+    VALUES ('SELECT', true), ('INSERT', true), ('UPDATE', true), ('REFERENCES', true),
+           ('DELETE', false), ('TRUNCATE', false), ('TRIGGER', false)
+)
+SELECT a.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls,
+       ARRAY(SELECT g.rolname::text FROM pg_catalog.pg_auth_members m
+               JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+              WHERE m.member = a.oid AND g.rolname <> %(group)s ORDER BY 1) AS member_of,
+       coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(c.relname, p.priv, CASE
+                      WHEN EXISTS (SELECT 1 FROM pg_catalog.aclexplode(c.relacl) x
+                                    WHERE x.grantee = a.oid AND x.privilege_type = p.priv)
+                        THEN a.rolname::text
+                      WHEN EXISTS (SELECT 1 FROM grp
+                                    WHERE pg_catalog.has_table_privilege(grp.oid, c.oid, p.priv))
+                        THEN %(group)s
+                      WHEN EXISTS (SELECT 1 FROM pg_catalog.aclexplode(c.relacl) x
+                                    WHERE x.grantee = 0 AND x.privilege_type = p.priv)
+                        THEN 'PUBLIC'
+                      ELSE '' END) ORDER BY c.relname, p.priv)
+               FROM pg_catalog.pg_class c CROSS JOIN privs p
+              WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                AND CASE WHEN c.relkind NOT IN ('r', 'p', 'v', 'm', 'f') THEN false  -- (as below)
+                         WHEN p.per_column
+                         THEN pg_catalog.has_any_column_privilege(a.oid, c.oid, p.priv)
+                         ELSE pg_catalog.has_table_privilege(a.oid, c.oid, p.priv) END
+              ), '[]'::json) AS table_rights,
+       ARRAY(SELECT c.relname::text FROM pg_catalog.pg_class c
+              WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S'
+                AND CASE WHEN c.relkind = 'S'  -- (the planner may test other relations first)
+                         THEN pg_catalog.has_sequence_privilege(a.oid, c.oid, 'UPDATE') END
+              ORDER BY 1) AS sequences_set,
+       pg_catalog.has_schema_privilege(a.oid, 'public', 'CREATE') AS schema_create,
+       pg_catalog.has_database_privilege(a.oid, pg_catalog.current_database(), 'CREATE')
+           AS database_create
+FROM agents a
+JOIN pg_catalog.pg_roles r ON r.oid = a.oid
+ORDER BY a.rolname;
+
+-- name: agent_unknown_senders
+-- doctor: the senders of agent_chat that are no registered agent (verify's probe aside), the
+-- most recent first: how many messages, the last one's time, whether any came after the first
+-- agent was registered, and how many such senders there are in all.
+SELECT c.sender, count(*)::bigint, max(c.created_at),
+       max(c.created_at) >= (SELECT min(a.created_at) FROM public.agentchat_agents a) AS since,
+       count(*) OVER ()::bigint AS senders
+FROM public.agent_chat c
+WHERE c.sender <> 'agentchat-verify'
+  AND NOT EXISTS (SELECT 1 FROM public.agentchat_agents a WHERE a.name = c.sender)
+GROUP BY c.sender
+ORDER BY 4 DESC, 3 DESC
+LIMIT %(limit)s;
