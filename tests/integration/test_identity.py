@@ -250,6 +250,29 @@ def test_an_agent_cannot_listen_as_another(agents: Agents) -> None:
     assert got == sorted([ids["to_sage"], ids["to_all"]])
 
 
+def test_an_agent_role_unknown_to_a_database_reads_and_sends_nothing(
+    hub: Cluster, agents: Agents, installed_db2: str
+) -> None:
+    """Its group has rights in a database whose registry does not (yet) know it: fail closed."""
+    seed(installed_db2)
+    with psycopg.connect(installed_db2, autocommit=True) as conn:
+        identity.grant_rights(conn)
+    there = _conninfo.make_conninfo(
+        hub.tcp_conninfo(helpers.dbname(installed_db2)), user=agents.nova_role,
+        password=read_passfile(agents.passfile, agents.nova_role), passfile="/dev/null",
+    )  # fmt: skip
+    assert rows(there, "SELECT id FROM agent_chat") == []
+    assert rows(there, "SELECT id FROM memory_embeddings") == []
+    text = denied(there, "SELECT send_agent_message('nova', 'hello', ARRAY['*'])")
+    assert f"role {agents.nova_role} is an agent's role, but no agent of database" in text
+    (any_id,) = execute(installed_db2, "SELECT min(id) FROM agent_chat")[0]
+    denied(
+        there,
+        "INSERT INTO agent_chat_processed (chat_id, agent) VALUES (%s, 'nova')",
+        (any_id,),
+    )
+
+
 # -- allowed -------------------------------------------------------------------------------------
 
 
@@ -309,7 +332,9 @@ def test_adding_an_agent_again_changes_nothing_but_its_channels(
 ) -> None:
     before = agents.passfile.read_text()
     again = identity.add(agents.db, "nova", passfile=agents.passfile)
-    assert (again.created, again.entry.role, again.entry.channels) == (False, "ac_nova", ("ops",))
+    assert (again.created, again.entry.role, again.entry.channels) == (
+        False, agents.nova_role, ("ops",),
+    )  # fmt: skip
     assert agents.passfile.read_text() == before
     again = identity.add(agents.db, "nova", channels=["ops", "lab"], passfile=agents.passfile)
     assert again.entry.channels == ("lab", "ops")

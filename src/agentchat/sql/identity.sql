@@ -70,8 +70,7 @@ GRANT USAGE ON SCHEMA public TO {group};
 GRANT SELECT ON public.agent_chat, public.memory_embeddings, public.agentchat_agents TO {group};
 GRANT SELECT, INSERT, UPDATE ON public.agent_chat_processed TO {group};
 GRANT EXECUTE ON FUNCTION public.send_agent_message(text, text, text[], text, bigint),
-    public.send_agent_reply(text, text, text[], text, bigint, text),
-    public.agentchat_session_agent() TO {group};
+    public.send_agent_reply(text, text, text[], text, bigint, text) TO {group};
 
 -- name: create_agent_role
 -- An agent's login role, a member of the agents' group; carries a password (its SCRAM verifier).

@@ -9,7 +9,10 @@
 --    so SET ROLE and SECURITY DEFINER functions do not change it), else NULL. Everything below
 --    applies only to agent sessions: a database with no registered agent, and every role that
 --    is not an agent's (the owner, superusers, the seed's plain INSERT, replication roles,
---    tools), behaves as before.
+--    tools), behaves as before. public.agentchat_session_is_agent() also counts a direct member
+--    of the group agentchat_agent that this database's registry does not know (an agent added
+--    elsewhere, its registry row not here yet): it is an agent with no name, which reads and
+--    sends nothing. Fail closed: the group's grants never give an unknown agent everything.
 -- 3. Row-level security on agent_chat, agent_chat_processed and memory_embeddings (ENABLE, not
 --    FORCE: the owner keeps full access; superusers and the apply worker bypass it). Permissive
 --    policies: a non-agent keeps whatever its grants give; an agent reads the messages it sent,
@@ -44,6 +47,17 @@ $$;
 COMMENT ON FUNCTION public.agentchat_session_agent() IS
     'The registered agent whose role is session_user; NULL for every other role.';
 
+CREATE FUNCTION public.agentchat_session_is_agent() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM public.agentchat_agents a WHERE a.role = SESSION_USER)
+        OR EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m
+                     JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+                     JOIN pg_catalog.pg_roles u ON u.oid = m.member
+                    WHERE g.rolname = 'agentchat_agent' AND u.rolname = SESSION_USER)
+$$;
+COMMENT ON FUNCTION public.agentchat_session_is_agent() IS
+    'Whether session_user is an agent''s role: registered here, or a member of agentchat_agent.';
+
 CREATE FUNCTION public.agentchat_session_channels() RETURNS text[]
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce((SELECT a.channels FROM public.agentchat_agents a
@@ -60,20 +74,21 @@ ALTER TABLE public.memory_embeddings ENABLE ROW LEVEL SECURITY;
 
 -- non-agents: whatever their grants give, for every command
 CREATE POLICY agentchat_not_agent ON public.agent_chat
-    USING ((SELECT public.agentchat_session_agent()) IS NULL)
-    WITH CHECK ((SELECT public.agentchat_session_agent()) IS NULL);
+    USING (NOT (SELECT public.agentchat_session_is_agent()))
+    WITH CHECK (NOT (SELECT public.agentchat_session_is_agent()));
 CREATE POLICY agentchat_not_agent ON public.agent_chat_processed
-    USING ((SELECT public.agentchat_session_agent()) IS NULL)
-    WITH CHECK ((SELECT public.agentchat_session_agent()) IS NULL);
+    USING (NOT (SELECT public.agentchat_session_is_agent()))
+    WITH CHECK (NOT (SELECT public.agentchat_session_is_agent()));
 CREATE POLICY agentchat_not_agent ON public.memory_embeddings
-    USING ((SELECT public.agentchat_session_agent()) IS NULL)
-    WITH CHECK ((SELECT public.agentchat_session_agent()) IS NULL);
+    USING (NOT (SELECT public.agentchat_session_is_agent()))
+    WITH CHECK (NOT (SELECT public.agentchat_session_is_agent()));
 
 -- an agent reads what it sent, what mentions it or everyone, and its channels' messages
 CREATE POLICY agentchat_agent_reads ON public.agent_chat FOR SELECT
-    USING (sender = (SELECT public.agentchat_session_agent())
-           OR mentions && ARRAY[(SELECT public.agentchat_session_agent()), '*']
-           OR ARRAY[channel] && (SELECT public.agentchat_session_channels()));
+    USING ((SELECT public.agentchat_session_agent()) IS NOT NULL
+           AND (sender = (SELECT public.agentchat_session_agent())
+                OR mentions && ARRAY[(SELECT public.agentchat_session_agent()), '*']
+                OR ARRAY[channel] && (SELECT public.agentchat_session_channels())));
 
 -- an agent's own delivery marks, and no other agent's
 CREATE POLICY agentchat_agent_marks ON public.agent_chat_processed
@@ -87,6 +102,13 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     me text := public.agentchat_session_agent();
 BEGIN
+    IF me IS NULL AND public.agentchat_session_is_agent() THEN
+        RAISE EXCEPTION 'role % is an agent''s role, but no agent of database "%"', SESSION_USER,
+            pg_catalog.current_database()
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'register it here (agentchat agent add), or wait for the registry row'
+                         ' to arrive from where the agent was added';
+    END IF;
     IF me IS NOT NULL AND NEW.agent IS DISTINCT FROM me THEN
         RAISE EXCEPTION 'agent % cannot record deliveries of agent %', me, NEW.agent
             USING ERRCODE = 'insufficient_privilege',
@@ -124,6 +146,13 @@ DECLARE
     unknown        text[];
     new_id         bigint;
 BEGIN
+    IF me IS NULL AND public.agentchat_session_is_agent() THEN
+        RAISE EXCEPTION 'role % is an agent''s role, but no agent of database "%"', SESSION_USER,
+            pg_catalog.current_database()
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'register it here (agentchat agent add), or wait for the registry row'
+                         ' to arrive from where the agent was added';
+    END IF;
     IF me IS NULL AND NOT pg_catalog.has_table_privilege(SESSION_USER, 'public.agent_chat',
                                                          'INSERT') THEN
         RAISE EXCEPTION 'permission denied for table agent_chat'
@@ -207,6 +236,13 @@ DECLARE
     existing bigint;
     new_id   bigint;
 BEGIN
+    IF me IS NULL AND public.agentchat_session_is_agent() THEN
+        RAISE EXCEPTION 'role % is an agent''s role, but no agent of database "%"', SESSION_USER,
+            pg_catalog.current_database()
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'register it here (agentchat agent add), or wait for the registry row'
+                         ' to arrive from where the agent was added';
+    END IF;
     IF me IS NULL AND NOT pg_catalog.has_table_privilege(SESSION_USER, 'public.agent_chat',
                                                          'INSERT') THEN
         RAISE EXCEPTION 'permission denied for table agent_chat'
