@@ -122,10 +122,24 @@ CREATE TRIGGER trg_own_marks_agent_chat_processed
     BEFORE INSERT OR UPDATE ON public.agent_chat_processed
     FOR EACH ROW EXECUTE FUNCTION public.agent_chat_processed_own_marks();
 
--- the embedding rows of the messages an agent may read (agent_chat's policies apply inside)
+-- the embedding rows of the messages an agent may read: agentchat_agent_reads' rule, in a
+-- function, so that the policy needs no privilege on agent_chat (a role that may read
+-- memory_embeddings but not agent_chat keeps what its grants give)
+CREATE FUNCTION public.agentchat_agent_may_read(message_id bigint) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT public.agentchat_session_agent() IS NOT NULL AND EXISTS (
+        SELECT 1 FROM public.agent_chat c
+         WHERE c.id = message_id
+           AND (c.sender = public.agentchat_session_agent()
+                OR c.mentions && ARRAY[public.agentchat_session_agent(), '*']
+                OR ARRAY[c.channel] && public.agentchat_session_channels()))
+$$;
+COMMENT ON FUNCTION public.agentchat_agent_may_read(bigint) IS
+    'Whether the session''s agent may read this message (agentchat_agent_reads'' rule).';
 CREATE POLICY agentchat_agent_searches ON public.memory_embeddings FOR SELECT
     USING (source_type = 'agent_chat'
-           AND EXISTS (SELECT 1 FROM public.agent_chat c WHERE c.id = source_id));
+           AND (SELECT public.agentchat_session_agent()) IS NOT NULL
+           AND public.agentchat_agent_may_read(source_id));
 
 -- 4 -----------------------------------------------------------------------------------------
 
