@@ -413,6 +413,10 @@ def test_the_password_is_in_no_output_and_no_log(
     hub: Cluster, installed_db: str, tmp_path: Path
 ) -> None:
     passfile = tmp_path / "pgpass"
+    # every statement logged, errors with their statement: what a password must never be in
+    name = helpers.dbname(installed_db)
+    execute(installed_db, f"ALTER DATABASE {name} SET log_statement = 'all'")
+    execute(installed_db, f"ALTER DATABASE {name} SET log_min_error_statement = 'error'")
     start = hub.log.stat().st_size
     as_json = invoke("agent", "add", "--dsn", installed_db, "kite", "--json", "--passfile",
                      str(passfile))  # fmt: skip
@@ -438,7 +442,9 @@ def test_the_password_is_in_no_output_and_no_log(
         )  # fmt: skip
         rows(lark_dsn, "SELECT 1")
         log = hub.log.read_bytes()[start:].decode(errors="replace")
+        assert "agentchat_agents" in log  # statements were logged
         assert password not in log and lark not in log
+        assert "SCRAM-SHA-256$" not in log  # not even the verifier (logging off around it)
     finally:
         for name in ("kite", "lark"):
             invoke("agent", "remove", "--dsn", installed_db, name, "--passfile", str(passfile))
