@@ -10,10 +10,11 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from agentchat import errors
+from agentchat import errors, identity
 from agentchat.agents import send as sending
 from agentchat.agents.agent import Agent
 from agentchat.agents.aio import AsyncAgent
+from agentchat.server import Cluster
 from tests.helpers import execute, invoke, ok, one_line_error
 
 #: the registry as the brief fixes it (migration 0007 makes it; a stand-in where it has not)
@@ -130,3 +131,28 @@ def test_a_role_that_may_not_read_the_registry_is_not_checked(
 ) -> None:
     sending.send(plain_role, sender="tool", message="hi", to=["unregistered"])
     assert chat(registered) == [("tool", ["unregistered"])]
+
+
+@pytest.fixture
+def agent_role(hub: Cluster, registered: str) -> Iterator[str]:
+    """An agent added by ``agent add`` (it may read the registry); its conninfo (the test
+    cluster trusts its socket)."""
+    name = f"rcp{uuid.uuid4().hex[:6]}"
+    added = identity.add(registered, name, show_password=True)
+    yield psycopg.conninfo.make_conninfo(registered, user=added.entry.role)
+    identity.remove(registered, name)
+
+
+def test_the_databases_refusal_for_an_agent_names_the_closest_too(agent_role: str) -> None:
+    sender = execute(agent_role, "SELECT agentchat_session_agent()")[0][0]
+    with pytest.raises(errors.InvalidInput) as caught:  # the check in Python
+        sending.send(agent_role, sender=sender, message="hi", to=["graybaerd"])
+    assert caught.value.message == 'unknown agent "graybaerd" (did you mean graybeard?)'
+    with pytest.raises(errors.InvalidInput) as caught:  # allowed here, refused by the database
+        sending.send(agent_role, sender=sender, message="hi", to=["graybaerd"], allow_unknown=True)
+    assert caught.value.message == 'unknown agent "graybaerd" (did you mean graybeard?)'
+    with Agent(sender, agent_role) as agent, pytest.raises(errors.InvalidInput) as caught:
+        agent.send("hi", to=["novq"], allow_unknown=True)
+    assert caught.value.message == 'unknown agent "novq" (did you mean nova?)'
+    sending.send(agent_role, sender=sender, message="hi", to=["nova"])
+    assert chat(agent_role) == [(sender, ["nova"])]

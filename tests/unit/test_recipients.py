@@ -10,6 +10,7 @@ from agentchat.agents.recipients import (
     KnownAgents,
     check_recipients,
     closest,
+    refused_names,
     unknown_error,
     unknown_names,
 )
@@ -105,3 +106,10 @@ def test_which_recipients_of_a_reply_are_checked(
 ) -> None:
     params = {"mentions": ["nova", "*"] if to else ["boss"]}
     assert Delivery.reply_checks(params, to, allow_unknown) == checked
+
+
+def test_the_databases_refusal_is_read_back_into_names() -> None:
+    refusal = errors.InvalidInput("unknown agent(s): ghost, graybaerd", fix="hint")
+    assert refused_names(refusal) == ["ghost", "graybaerd"]
+    assert refused_names(errors.InvalidInput('invalid mention "x y"')) is None
+    assert refused_names(ValueError("unknown agent(s): x")) is None

@@ -50,7 +50,7 @@ from agentchat.agents.protocol import (
     reply_text,
     unreadable_value,
 )
-from agentchat.agents.recipients import read_registry
+from agentchat.agents.recipients import explain_refusal, read_registry
 from agentchat.agents.route import reraise
 from agentchat.agents.send import send_on, send_target
 from agentchat.sql import queries
@@ -118,6 +118,11 @@ class Agent(BaseAgent):
             conn = self._send_connection()
             self._check_recipients(conn, check)
             return send_on(conn, params)
+        except errors.InvalidInput as exc:
+            refused = None if self._sender is None else explain_refusal(exc, self._sender)
+            if refused is not None:
+                raise refused from exc
+            raise
         except errors.DatabaseError as exc:
             if not is_transient(exc):
                 reraise(exc, self.send_conninfo)

@@ -28,7 +28,7 @@ from typing import Any, Unpack
 from agentchat import _db, errors
 from agentchat.agents import protocol
 from agentchat.agents.message import Message
-from agentchat.agents.recipients import aread_registry
+from agentchat.agents.recipients import aexplain_refusal, aread_registry
 from agentchat.agents.route import reraise
 from agentchat.agents.send import send_target
 from agentchat.sql import queries
@@ -85,6 +85,11 @@ class AsyncAgent(protocol.BaseAgent):
             conn = await self._send_connection()
             await self._check_recipients(conn, check)
             return await _send_on(conn, params)
+        except errors.InvalidInput as exc:
+            refused = None if self._sender is None else await aexplain_refusal(exc, self._sender)
+            if refused is not None:
+                raise refused from exc
+            raise
         except errors.DatabaseError as exc:
             if not protocol.is_transient(exc):
                 reraise(exc, await self.send_conninfo())

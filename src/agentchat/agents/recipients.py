@@ -18,12 +18,16 @@ through :class:`KnownAgents` for an :class:`agentchat.Agent` (a cache with a sho
 to known names costs no query, a name not in the cache is looked up again before it is refused,
 so an agent added a moment ago is never refused; a removed one is accepted for at most the TTL,
 and the database refuses it for agent roles). A delivery's reply to its message's sender (no
-``to=``) is not checked: the sender is not a typo.
+``to=``) is not checked: the sender is not a typo. When the database refuses an agent's
+unknown recipients itself, the error is the same :class:`~agentchat.errors.InvalidInput`, with
+the closest names (:func:`explain_refusal`; a reply inside a delivery's transaction keeps the
+database's words).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -37,6 +41,9 @@ REGISTRY_TTL = 10.0
 SHOWN = 5
 #: closest known names offered per unknown name
 CLOSEST = 3
+
+#: send_agent_message's refusal of an agent session's unknown recipients (schema 7)
+REFUSED = re.compile(r"^unknown agent\(s\): (.+)$")
 
 #: the registered names (a frozenset), or None: no recipient is checked
 Known = frozenset[str] | None
@@ -82,6 +89,42 @@ def check_recipients(mentions: Iterable[str], known: Known) -> None:
     if unknown:
         assert known is not None
         raise unknown_error(unknown, known)
+
+
+def refused_names(exc: BaseException) -> list[str] | None:
+    """The names of the database's refusal of unknown recipients (an agent's role sends only
+    to registered agents, whatever ``allow_unknown`` says), or None for any other error."""
+    if not isinstance(exc, errors.AgentchatError):  # (InvalidInput: _db's invalid_parameter_value)
+        return None
+    match = REFUSED.match(exc.message.strip().splitlines()[0] if exc.message.strip() else "")
+    return [n.strip() for n in match[1].split(",")] if match else None
+
+
+def explain_refusal(exc: BaseException, conn: _db.Connection) -> errors.InvalidInput | None:
+    """The database's refusal of unknown recipients as :func:`unknown_error` (with the closest
+    registered names, read on *conn*, an autocommit connection), or None for other errors."""
+    unknown = refused_names(exc)
+    if unknown is None:
+        return None
+    try:
+        known = read_registry(conn)
+    except errors.AgentchatError:
+        known = None
+    return unknown_error(unknown, known or ())
+
+
+async def aexplain_refusal(
+    exc: BaseException, conn: _db.AsyncConnection
+) -> errors.InvalidInput | None:
+    """:func:`explain_refusal` on an asyncio connection."""
+    unknown = refused_names(exc)
+    if unknown is None:
+        return None
+    try:
+        known = await aread_registry(conn)
+    except errors.AgentchatError:
+        known = None
+    return unknown_error(unknown, known or ())
 
 
 def read_registry(conn: _db.Connection) -> Known:

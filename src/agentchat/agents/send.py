@@ -18,7 +18,12 @@ from typing import Any
 
 from agentchat import _db, errors, policy, settings
 from agentchat.agents.message import send_params
-from agentchat.agents.recipients import check_recipients, named, read_registry
+from agentchat.agents.recipients import (
+    check_recipients,
+    explain_refusal,
+    named,
+    read_registry,
+)
 from agentchat.agents.route import (
     SEND_FIX,
     SendFailed,
@@ -91,6 +96,11 @@ def send(
             if check:
                 check_recipients(check, read_registry(conn))
             return send_on(conn, params)
+        except errors.InvalidInput as exc:
+            refused = explain_refusal(exc, conn)
+            if refused is not None:
+                raise refused from exc
+            raise
         except errors.DatabaseError as exc:
             config = not_installed(exc, target)
             if config is None:
