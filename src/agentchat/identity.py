@@ -97,7 +97,7 @@ def check_name(name: str) -> str:
         raise errors.InvalidInput("agent name must be text")
     clean = name.strip(" ")  # as the database's btrim sees it; then lower, ASCII only
     clean = clean.lower() if clean.isascii() else ""
-    if not _NAME.match(clean):
+    if not _NAME.fullmatch(clean):
         shown = name[:70].encode("unicode_escape").decode()
         raise errors.InvalidInput(
             f'invalid agent name "{shown}"',
@@ -108,7 +108,7 @@ def check_name(name: str) -> str:
 
 def check_channel(channel: str) -> str:
     clean = channel.strip(" ")
-    if not clean.isascii() or not _CHANNEL.match(clean):
+    if not clean.isascii() or not _CHANNEL.fullmatch(clean):
         shown = channel[:70].encode("unicode_escape").decode()
         raise errors.InvalidInput(
             f'invalid channel name "{shown}"',

@@ -189,13 +189,21 @@ def test_a_half_link_is_remade_by_running_mesh_again_and_removed_whole_by_leave(
 
 
 def test_the_agent_registry_travels_the_links_and_leaves_with_its_node(
-    installed_db: str, installed_db2: str, installed_remote_db: str, tmp_path: Path
+    installed_db: str,
+    installed_db2: str,
+    installed_remote_db: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     hub, near, far = installed_db, installed_db2, installed_remote_db
     replication.join(hub, near, timeout=60)
     replication.join(hub, far, timeout=60)
     identity.add(near, "graybeard", passfile=tmp_path / "pgpass")
     identity.add(far, "sage", passfile=tmp_path / "pgpass")
+    # roles outlive a test's databases: each agent's role goes at the end (its registry row
+    # and role go with identity.remove; the node that left keeps its own)
+    request.addfinalizer(lambda: identity.remove(near, "graybeard", passfile=tmp_path / "pgpass"))
+    request.addfinalizer(lambda: identity.remove(far, "sage", passfile=tmp_path / "pgpass"))
 
     def agents(dsn: str) -> list[tuple[str, int]]:
         return helpers.execute(dsn, "SELECT name, node FROM agentchat_agents ORDER BY name")
@@ -208,7 +216,11 @@ def test_the_agent_registry_travels_the_links_and_leaves_with_its_node(
 
 
 def test_agents_on_two_servers_talk_as_themselves_through_the_hub(
-    installed_db: str, installed_remote_db: str, remote: Cluster, tmp_path: Path
+    installed_db: str,
+    installed_remote_db: str,
+    remote: Cluster,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Issue 14's allowed path across replication: each agent's role exists where the agent
     lives, sends and records there with only its own rights, and its messages are trusted where
@@ -218,7 +230,9 @@ def test_agents_on_two_servers_talk_as_themselves_through_the_hub(
     replication.join(hub, spoke, timeout=60)
     passfile = tmp_path / "pgpass"
     nova = identity.add(hub, "nova", passfile=passfile)
+    request.addfinalizer(lambda: identity.remove(hub, "nova", passfile=passfile))
     sage = identity.add(spoke, "sage", passfile=passfile)
+    request.addfinalizer(lambda: identity.remove(spoke, "sage", passfile=passfile))
     helpers.wait_for(
         lambda: helpers.execute(spoke, "SELECT count(*) FROM agentchat_agents") == [(2,)],
         what="both agents known on the spoke",
