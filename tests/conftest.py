@@ -24,7 +24,7 @@ VERSIONS = [int(v) for v in os.environ.get("AGENTCHAT_PG_VERSIONS", "18").split(
 #: the commands as users run them and the docs: agentchat's own surface, the same on every
 #: server version, so they run on the newest one only (AGENTCHAT_ALL_VERSIONS=1: on each); the
 #: library against each server version is what tests/integration/ covers
-NEWEST_ONLY = ("tests/cli/", "tests/test_docs.py", "tests/faults/")
+NEWEST_ONLY = ("tests/cli/", "tests/test_docs.py", "tests/faults/", "tests/property/")
 
 
 #: the suite's clusters retry a failed apply worker or a lost connection every second instead of
