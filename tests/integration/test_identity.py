@@ -250,6 +250,17 @@ def test_an_agent_cannot_listen_as_another(agents: Agents) -> None:
     assert got == sorted([ids["to_sage"], ids["to_all"]])
 
 
+def test_listening_as_another_agent_is_refused_even_with_nothing_to_claim(
+    agents: Agents,
+) -> None:
+    """Not a listener that waits for nothing: the Agent refuses on connecting."""
+    refused = pytest.raises(errors.DatabaseError, match="agent nova cannot record deliveries of")
+    with refused, Agent("sage", agents.nova) as impostor:
+        list(impostor.messages(idle_timeout=0))
+    done = invoke("listen", "--dsn", agents.nova, "--as", "sage", "--idle-timeout", "1")
+    helpers.one_line_error(done, "agent nova cannot record deliveries of agent sage", 1)
+
+
 def test_an_agent_role_unknown_to_a_database_reads_and_sends_nothing(
     hub: Cluster, agents: Agents, installed_db2: str
 ) -> None:

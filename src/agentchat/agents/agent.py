@@ -37,7 +37,7 @@ from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
-from agentchat import _db, errors
+from agentchat import _db, errors, identity
 from agentchat.agents.message import Message
 from agentchat.agents.protocol import (
     BaseAgent,
@@ -278,8 +278,13 @@ class Agent(BaseAgent):
             with _db.wrap_errors(self.conninfo):
                 listen.execute(queries["listen"])
             self._work = _db.connect(self.conninfo, long_lived=True)
+            # a role that is another agent's is refused here, in one line, not left waiting
+            identity.check_acting_as(self._work, self.name)
         except BaseException:
             listen.close()
+            if self._work is not None:
+                self._work.close()
+                self._work = None
             raise
         self._listen = listen
         if self._route.conninfo is None:
