@@ -37,7 +37,7 @@ from collections.abc import Callable, Generator, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
-from agentchat import _db, errors, identity
+from agentchat import _db, errors
 from agentchat.agents.message import Message
 from agentchat.agents.protocol import (
     BaseAgent,
@@ -279,6 +279,10 @@ class Agent(BaseAgent):
                 listen.execute(queries["listen"])
             self._work = _db.connect(self.conninfo, long_lived=True)
             # a role that is another agent's is refused here, in one line, not left waiting
+            # (imported here: identity reaches the replication package, which imports ops,
+            # which imports the agents)
+            from agentchat import identity
+
             identity.check_acting_as(self._work, self.name)
         except BaseException:
             listen.close()
