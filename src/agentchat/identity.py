@@ -29,6 +29,7 @@ from psycopg import sql
 
 from agentchat import _db, errors
 from agentchat.replication.passfile import read_passfile, remove_passfile_line, write_passfile
+from agentchat.replication.role import no_statement_logging
 from agentchat.sql import queries
 
 #: the NOLOGIN group role that holds an agent's rights (cluster-wide)
@@ -224,13 +225,8 @@ def _quiet(conn: _db.Connection) -> Iterator[None]:
     if not (row and row[0]):
         yield
         return
-    saved = conn.execute(queries["statement_logging"]).fetchone()
-    conn.execute(queries["statement_logging_off"])
-    try:
+    with no_statement_logging(conn):
         yield
-    finally:
-        if saved is not None:
-            conn.execute(queries["statement_logging_restore"], tuple(saved))
 
 
 def _create_role(conn: _db.Connection, role: str, password: str) -> None:
