@@ -21,6 +21,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agentchat import _db, errors, nodes, policy, schema, settings
+from agentchat import compat as compat_layers
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.sql import Migration, load_migrations, queries
 
@@ -48,6 +49,8 @@ class InstallReport:
     embedding_mode: EmbeddingMode | None = None
     #: on a replica: what was done to agentchat's subscriptions so they heal by themselves
     subscription_changes: list[str] = field(default_factory=list)
+    #: ``--compat``: the compatibility layers installed, each with the roles that see it
+    compat: list[compat_layers.CompatReport] = field(default_factory=list)
 
     @property
     def kind(self) -> policy.NodeKind:
@@ -85,6 +88,7 @@ class InstallReport:
             "subscription_changes": self.subscription_changes,
             "warnings": self.warnings,
             "embedding_mode": self.embedding_mode.value if self.embedding_mode else None,
+            **({"compat": [c.as_dict() for c in self.compat]} if self.compat else {}),
             **({"sql": self.statements} if self.dry_run else {}),
         }
 
@@ -98,6 +102,8 @@ def install(
     dimension: int | None = None,
     embed_replicated: bool | None = None,
     migrations: Sequence[Migration] | None = None,
+    compat: Sequence[str] = (),
+    compat_roles: Sequence[str] = (),
 ) -> InstallReport:
     """Install or upgrade agentchat in one database and set its triggers by the policy.
 
@@ -106,9 +112,12 @@ def install(
     *embed_replicated*: on a replica, True makes its embedding worker embed the replicated
     messages (for a source that runs no worker), False goes back to receiving the source's
     embeddings; None keeps what was set.
+    *compat* names compatibility layers to install as well (``("nova",)``: NOVA's agent-chat
+    clients, :mod:`agentchat.compat`), on the search_path of *compat_roles*.
     """
     if dimension is not None:
         schema.validate_dimension(dimension)
+    _check_compat(compat, compat_roles)
     conninfo = _db.make_conninfo(dsn, dbname=database)
     name = database or _db.target_dbname(conninfo)
     if not name:
@@ -132,12 +141,27 @@ def install(
     try:
         with conn:
             _install_into(conn, report, dimension, migrations, embed_replicated)
+            for layer in compat:
+                report.compat.append(
+                    compat_layers.install_compat(conn, layer, compat_roles, dry_run=dry_run)
+                )
+                report.statements += report.compat[-1].statements
     except BaseException:
         conn.close()
         if report.created:
             drop_database(conninfo, name)
         raise
     return report
+
+
+def _check_compat(compat: Sequence[str], compat_roles: Sequence[str]) -> None:
+    for layer in compat:
+        compat_layers.check_name(layer)
+    if compat_roles and not compat:
+        raise errors.InvalidInput(
+            "--compat-role names a role for a compatibility layer, and none was given",
+            fix="add --compat nova",
+        )
 
 
 def install_into(

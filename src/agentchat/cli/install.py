@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from agentchat import _db, policy, topology
+from agentchat import compat as compat_layers
 from agentchat import install as installer
 from agentchat.cli import _options, _output
 
@@ -24,6 +25,16 @@ from agentchat.cli import _options, _output
     help="On a replica: embed replicated messages here (for a source that runs no embedding"
     " worker), or go back to receiving the source's embeddings [default: unchanged].",
 )  # fmt: skip
+@click.option(
+    "--compat", "compat", type=click.Choice(list(compat_layers.COMPATS)), multiple=True,
+    help="Also install a compatibility layer: nova (NOVA-Openclaw's agent-chat plugin and"
+    " scripts, unchanged; docs/nova.md).",
+)  # fmt: skip
+@click.option(
+    "--compat-role", "compat_roles", multiple=True, metavar="ROLE",
+    help="A role whose clients use the layer: its schema goes first on the role's search_path"
+    " in this database (repeatable; run again to add roles).",
+)  # fmt: skip
 @_options.output_format
 def install(
     dsn: str | None,
@@ -32,6 +43,8 @@ def install(
     dry_run: bool,
     dimension: int | None,
     embed_replicated: bool | None,
+    compat: tuple[str, ...],
+    compat_roles: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Install agentchat into a database and set its triggers by the policy.
@@ -42,7 +55,7 @@ def install(
     """
     report = installer.install(
         dsn, database=database, create=not no_create, dry_run=dry_run, dimension=dimension,
-        embed_replicated=embed_replicated,
+        embed_replicated=embed_replicated, compat=compat, compat_roles=compat_roles,
     )  # fmt: skip
     for line in report.warnings:
         _output.warning(line)
@@ -81,6 +94,9 @@ def render_report(report: installer.InstallReport) -> str:
             f"changed    {change.trigger}: {change.old.name} -> {change.new.name} ({change.reason})"
         )
     lines += [f"changed    {what}" for what in report.subscription_changes]
+    for layer in report.compat:
+        seen_by = ", ".join(layer.roles) or "no role yet: add --compat-role ROLE"
+        lines.append(f"compat     {layer.name}: schema agentchat_{layer.name}, for {seen_by}")
     return "\n".join(lines)
 
 

@@ -112,3 +112,21 @@ def load_migrations() -> list[Migration]:
     if versions != list(range(1, len(found) + 1)):
         raise ValueError(f"migration versions must be 1..N without gaps, found {versions}")
     return found
+
+
+@dataclass(frozen=True)
+class Script:
+    """A whole SQL script shipped with the package (a compatibility layer, compat/NAME.sql)."""
+
+    name: str
+    text: str
+
+    @property
+    def statement(self) -> sql.SQL:
+        return sql.SQL(self.text)
+
+
+def load_compat(name: str) -> Script:
+    """The compatibility layer *name*'s script (``compat/<name>.sql``)."""
+    entry = resources.files(__name__).joinpath("compat", f"{name}.sql")
+    return Script(name, entry.read_text(encoding="utf-8"))

@@ -30,9 +30,10 @@ SELECT c.id
 -- addressed to the agent (its name or '*', not its own, on its channel if it has one): an id
 -- from a notification is checked here, not trusted. The mark's insert holds the
 -- (chat_id, agent) key until commit: a second listener of the same agent waits here, then
--- finds the mark and gets no row. Nothing returned: not for this agent, or handled already.
+-- finds the mark and gets no row. Nothing returned: not for this agent, or handled already,
+-- or expired (its time to live ran out: the mark says expired, and it is not handed over).
 WITH target AS (
-    SELECT c.id
+    SELECT c.id, c.expires_at IS NOT NULL AND c.expires_at <= now() AS expired
       FROM public.agent_chat c
      WHERE c.id = %(id)s
        AND c.mentions && ARRAY[%(agent)s::text, '*']
@@ -40,17 +41,19 @@ WITH target AS (
        AND (%(channel)s::text IS NULL OR c.channel = %(channel)s::text)
 ), claimed AS (
     INSERT INTO public.agent_chat_processed (chat_id, agent, status)
-    SELECT target.id, %(agent)s, 'received' FROM target
+    SELECT target.id, %(agent)s, CASE WHEN target.expired THEN 'expired' ELSE 'received' END
+      FROM target
     ON CONFLICT (chat_id, agent) DO NOTHING
-    RETURNING chat_id
+    RETURNING chat_id, status
 )
 SELECT c.id, c.channel, c.sender, c.mentions, c.reply_to, c.created_at, c.message
-  FROM public.agent_chat c JOIN claimed ON claimed.chat_id = c.id;
+  FROM public.agent_chat c JOIN claimed ON claimed.chat_id = c.id
+ WHERE claimed.status = 'received';
 
 -- name: agent_finish
 -- Record a delivery's outcome, in the same transaction as its claim.
 UPDATE public.agent_chat_processed
-   SET status = %(status)s, error = %(error)s, updated_at = now()
+   SET status = %(status)s, error_message = %(error)s, updated_at = now()
  WHERE chat_id = %(id)s AND agent = %(agent)s;
 
 -- name: prune_cutoff
