@@ -39,6 +39,8 @@ ADMIT_TRIGGER = "trg_admit_agent_chat"
 IMMUTABLE_TRIGGER = "trg_immutable_agent_chat"
 IMMUTABLE_TRUNCATE_TRIGGER = "trg_immutable_agent_chat_truncate"
 GUARD_TRUNCATE_TRIGGER = "trg_guard_replica_truncate"
+#: a compatibility layer's (agentchat install --compat nova): each message's integer ref
+NOVA_REFS_TRIGGER = "trg_nova_refs_agent_chat"
 
 
 class Mode(enum.Enum):
@@ -129,7 +131,14 @@ POLICY: dict[NodeKind, dict[str, Mode]] = {
     for kind in NodeKind
 }
 
+#: triggers that only some databases have (a compatibility layer's): judged where present
+OPTIONAL_POLICY: dict[str, Mode] = {NOVA_REFS_TRIGGER: Mode.ALWAYS}
+
 REASONS: dict[str, str] = {
+    NOVA_REFS_TRIGGER: (
+        "NOVA's clients (--compat nova) see each message by its integer ref, replicated rows"
+        " included: ALWAYS fires for them too"
+    ),
     NOTIFY_TRIGGER: "agents on a replica must hear replicated rows: ALWAYS fires for them too",
     EMBED_TRIGGER: (
         "ORIGIN fires for local writes only, so a replicated row never enters the embedding"
@@ -223,7 +232,9 @@ def trigger_report(conn: Connection, facts: NodeFacts | None = None) -> list[Tri
     wanted = POLICY[facts.kind]
     found = trigger_modes(conn)
     rows = [
-        TriggerStatus("public", "agent_chat", name, mode, wanted.get(name))
+        TriggerStatus(
+            "public", "agent_chat", name, mode, wanted.get(name, OPTIONAL_POLICY.get(name))
+        )
         for name, mode in found.items()
     ]
     rows += [

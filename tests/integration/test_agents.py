@@ -634,3 +634,30 @@ def test_the_idle_timeout_holds_while_the_database_is_out_of_reach(
     assert marks(db) == []  # each delivery was rolled back: both are delivered next time
     with Agent("sage", db) as agent:
         assert [m.id for m in agent.messages(idle_timeout=0)] == sent
+
+
+def test_an_expired_message_is_recorded_expired_and_not_handed_over(installed_db: str) -> None:
+    """A message whose time to live ran out (agent_chat.expires_at, NOVA's p_ttl) is marked
+    expired for the agent, once, and the agent gets only the live ones; an AsyncAgent too."""
+    db = installed_db
+    sent = [messaging.send(db, sender="nova", message=t, to=["graybeard"]) for t in "abc"]
+    execute(db, "UPDATE agent_chat SET expires_at = now() - interval '1 second' WHERE id = %s",
+            (sent[1],))  # fmt: skip
+    execute(db, "UPDATE agent_chat SET expires_at = now() + interval '1 hour' WHERE id = %s",
+            (sent[2],))  # fmt: skip
+    with Agent("graybeard", db) as agent:
+        got = [m.id for m in agent.messages(idle_timeout=0)]
+    assert got == [sent[0], sent[2]]
+    assert marks(db) == [(sent[0], "graybeard", "routed"), (sent[1], "graybeard", "expired"),
+                         (sent[2], "graybeard", "routed")]  # fmt: skip
+
+    async def listen() -> list[int]:
+        async with AsyncAgent("sage", db) as sage:
+            return [m.id async for m in sage.messages(idle_timeout=0)]
+
+    late = messaging.send(db, sender="nova", message="late", to=["sage"])
+    execute(db, "UPDATE agent_chat SET expires_at = now() WHERE id = %s", (late,))
+    assert asyncio.run(listen()) == []
+    assert marks(db, "sage") == [(late, "sage", "expired")]
+    with Agent("graybeard", db) as agent:  # nothing again: the marks hold
+        assert [m.id for m in agent.messages(idle_timeout=0)] == []

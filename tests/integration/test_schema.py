@@ -39,6 +39,25 @@ def test_tables_and_indexes(installed: str) -> None:
         "reply_to": "bigint",
         "created_at": "timestamp with time zone",
         "reply_key": "text",
+        "expires_at": "timestamp with time zone",
+    }
+    marks = dict(
+        execute(
+            installed,
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = 'agent_chat_processed'",
+        )
+    )
+    assert marks == {
+        "chat_id": "bigint",
+        "agent": "text",
+        "status": "text",
+        "received_at": "timestamp with time zone",
+        "updated_at": "timestamp with time zone",
+        "error_message": "text",
+        "routed_at": "timestamp with time zone",
+        "responded_at": "timestamp with time zone",
+        "error": "text",
     }
     indexes = {
         name: definition
@@ -59,6 +78,61 @@ def test_tables_and_indexes(installed: str) -> None:
     assert execute(installed, "SELECT count(*) FROM agentchat_migrations") == [
         (len(load_migrations()),)
     ]
+
+
+def test_outcome_columns_are_one_source_of_truth(installed: str) -> None:
+    """Schema version 8: routed_at / responded_at are stamped for every writer, error is
+    error_message (generated), and NOVA's statuses expired and skipped are accepted."""
+    chat_id = execute(installed, "SELECT send_agent_message('graybeard', 'hi', ARRAY['nova'])")[
+        0
+    ][0]
+    execute(
+        installed,
+        "INSERT INTO agent_chat_processed (chat_id, agent, status) VALUES (%s, 'nova', 'received')",
+        (chat_id,),
+    )
+    stamps = "SELECT status, routed_at IS NOT NULL, responded_at IS NOT NULL, error, error_message"
+    where = " FROM agent_chat_processed WHERE chat_id = %s"
+    assert execute(installed, stamps + where, (chat_id,)) == [
+        ("received", False, False, None, None)
+    ]
+    # agentchat's own outcome statement (it names neither timestamp)
+    execute(
+        installed,
+        "UPDATE agent_chat_processed SET status = 'responded' WHERE chat_id = %s",
+        (chat_id,),
+    )
+    assert execute(installed, stamps + where, (chat_id,)) == [
+        ("responded", False, True, None, None)
+    ]
+    # the seed plugin's failure statement names error_message; error reads the same text
+    execute(
+        installed,
+        "UPDATE agent_chat_processed SET status = 'failed', error_message = 'boom'"
+        " WHERE chat_id = %s",
+        (chat_id,),
+    )
+    assert execute(installed, stamps + where, (chat_id,)) == [
+        ("failed", False, True, "boom", "boom")
+    ]
+    for status in ("expired", "skipped"):
+        execute(
+            installed,
+            "UPDATE agent_chat_processed SET status = %s WHERE chat_id = %s",
+            (status, chat_id),
+        )
+    with pytest.raises(psycopg.errors.CheckViolation):
+        execute(
+            installed,
+            "UPDATE agent_chat_processed SET status = 'lost' WHERE chat_id = %s",
+            (chat_id,),
+        )
+    with pytest.raises(psycopg.errors.GeneratedAlways):
+        execute(
+            installed,
+            "UPDATE agent_chat_processed SET error = 'x' WHERE chat_id = %s",
+            (chat_id,),
+        )
 
 
 def test_migrate_twice_applies_nothing(installed: str) -> None:
@@ -253,3 +327,21 @@ def test_processed_marks_cascade(installed: str) -> None:
         conn.execute(queries["allow_maintenance"])  # messages are immutable otherwise
         conn.execute("DELETE FROM agent_chat WHERE id = %s", (msg_id,))
     assert execute(installed, "SELECT count(*) FROM agent_chat_processed") == [(0,)]
+
+
+def test_the_nova_layers_trigger_is_judged_where_it_exists(installed: str) -> None:
+    """The compatibility layer's ref trigger must fire ALWAYS; the installer puts it back."""
+    from agentchat import install, policy
+
+    with psycopg.connect(installed, autocommit=True) as conn:
+        assert policy.NOVA_REFS_TRIGGER not in policy.trigger_modes(conn)
+        assert all(row.ok for row in policy.trigger_report(conn))
+    install.install(installed, compat=["nova"])
+    execute(installed, "ALTER TABLE agent_chat ENABLE TRIGGER trg_nova_refs_agent_chat")
+    with psycopg.connect(installed, autocommit=True) as conn:
+        [row] = [r for r in policy.trigger_report(conn) if r.trigger == policy.NOVA_REFS_TRIGGER]
+        assert (row.mode_name, row.expected_name, row.ok) == ("ORIGIN", "ALWAYS", False)
+    report = install.install(installed)
+    assert [c.trigger for c in report.changes] == [policy.NOVA_REFS_TRIGGER]
+    with psycopg.connect(installed, autocommit=True) as conn:
+        assert policy.trigger_modes(conn)[policy.NOVA_REFS_TRIGGER] is policy.Mode.ALWAYS

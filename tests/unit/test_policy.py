@@ -36,7 +36,7 @@ def test_policy_modes() -> None:
             IMMUTABLE_TRIGGER: Mode.ORIGIN,
             IMMUTABLE_TRUNCATE_TRIGGER: Mode.ORIGIN,
         }
-        assert set(policy.POLICY[kind]) == set(policy.REASONS)
+        assert set(policy.POLICY[kind]) | set(policy.OPTIONAL_POLICY) == set(policy.REASONS)
 
 
 def test_kind_from_facts() -> None:
