@@ -83,9 +83,9 @@ def test_tables_and_indexes(installed: str) -> None:
 def test_outcome_columns_are_one_source_of_truth(installed: str) -> None:
     """Schema version 8: routed_at / responded_at are stamped for every writer, error is
     error_message (generated), and NOVA's statuses expired and skipped are accepted."""
-    chat_id = execute(installed, "SELECT send_agent_message('graybeard', 'hi', ARRAY['nova'])")[
+    chat_id = execute(installed, "SELECT send_agent_message('graybeard', 'hi', ARRAY['nova'])")[0][
         0
-    ][0]
+    ]
     execute(
         installed,
         "INSERT INTO agent_chat_processed (chat_id, agent, status) VALUES (%s, 'nova', 'received')",
