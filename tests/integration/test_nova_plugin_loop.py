@@ -78,7 +78,10 @@ def register_nova(dsn: str, *, sequence: bool) -> str:
 
 
 def reply_of(row: Row) -> str:
-    """The fake agent behind their runtime: one reply per message."""
+    """The fake agent behind their runtime: one reply per message; a message it cannot answer
+    is a dispatch error."""
+    if "cannot answer" in row["message"]:
+        raise RuntimeError("the model is unavailable")
     return f"nova heard: {row['message']}"
 
 
@@ -144,7 +147,8 @@ def test_the_seed_era_plugin_answers_across_the_hub(
         assert plugin.fetches == [("start", [early])]  # its query never matches '*'
 
         live = graybeard.send("sent while it runs", to=["nova"])
-        eventually(lambda: live in plugin.handled_ids(), what="the live message", plugin=plugin)
+        hard = graybeard.send("a question it cannot answer", to=["nova"])
+        eventually(lambda: len(plugin.handled) == 3, what="the live messages", plugin=plugin)
         eventually(
             lambda: at(hub, "SELECT count(*) FROM agent_chat WHERE sender = 'nova'") == [(2,)],
             what="both replies at the hub",
@@ -166,23 +170,27 @@ def test_the_seed_era_plugin_answers_across_the_hub(
     assert [(h.id, h.woken_by, h.outcome) for h in plugin.handled] == [
         (early, "start", "replied"),
         (live, "notify", "replied"),
+        (hard, "notify", "dispatch-failed"),
     ]
-    assert [h.reply_ids for h in plugin.handled] == [[r[0]] for r in replies]
-    # while it listened: graybeard's live message and its two replies
-    check_woken_not_polled(plugin, inserted=3)
+    assert [h.reply_ids for h in plugin.handled] == [[r[0]] for r in replies] + [[]]
+    # while it listened: graybeard's two live messages and the two replies
+    check_woken_not_polled(plugin, inserted=4)
     assert plugin.log == []
-    # the marks, where nova lives: its markRouted after the reply overwrites 'responded'
+    # the marks, where nova lives: its markRouted after the reply overwrites 'responded'; a
+    # dispatch error is 'failed' with its text in error_message (and error, the same column)
     marks = at(
         spoke,
         "SELECT chat_id, status, received_at IS NOT NULL, responded_at IS NOT NULL,"
         " routed_at IS NOT NULL, received_at <= responded_at AND responded_at <= routed_at,"
-        " error_message FROM agent_chat_processed WHERE agent = 'nova' ORDER BY chat_id",
+        " error_message, error FROM agent_chat_processed WHERE agent = 'nova' ORDER BY chat_id",
     )
+    failure = "the model is unavailable"
     assert marks == [
-        (early, "routed", True, True, True, True, None),
-        (live, "routed", True, True, True, True, None),
+        (early, "routed", True, True, True, True, None, None),
+        (live, "routed", True, True, True, True, None, None),
+        (hard, "failed", True, False, False, None, failure, failure),
     ]
-    assert at(spoke, "SELECT count(*) FROM agent_chat_processed") == [(2,)]
+    assert at(spoke, "SELECT count(*) FROM agent_chat_processed") == [(3,)]
     assert at(hub, "SELECT count(*) FROM agent_chat_processed WHERE agent = 'nova'") == [(0,)]
 
 
