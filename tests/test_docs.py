@@ -284,20 +284,22 @@ def output_matches(ctx: Context, expected: list[str], actual: list[str]) -> bool
         patterns.pop()  # trailing blank expected lines
     while actual and not actual[-1]:
         actual.pop()
-    memo: dict[tuple[int, int], bool] = {}
+    # table[i][j]: do patterns[i:] match actual[j:]? Filled from the end (no recursion: a
+    # long output, such as a dry run's whole schema, would exceed Python's recursion limit)
+    table = [[False] * (len(actual) + 1) for _ in range(len(patterns) + 1)]
+    table[len(patterns)][len(actual)] = True
+    for i in range(len(patterns) - 1, -1, -1):
+        pattern = patterns[i]
+        for j in range(len(actual), -1, -1):
+            if pattern is None:
+                table[i][j] = table[i + 1][j] or (j < len(actual) and table[i][j + 1])
+            else:
+                table[i][j] = (
+                    j < len(actual) and bool(pattern.match(actual[j])) and table[i + 1][j + 1]
+                )
 
     def match(i: int, j: int) -> bool:
-        if (i, j) not in memo:
-            if i == len(patterns):
-                result = j == len(actual)
-            elif patterns[i] is None:
-                result = match(i + 1, j) or (j < len(actual) and match(i, j + 1))
-            else:
-                pattern = patterns[i]
-                assert pattern is not None
-                result = j < len(actual) and bool(pattern.match(actual[j])) and match(i + 1, j + 1)
-            memo[i, j] = result
-        return memo[i, j]
+        return table[i][j]
 
     if not match(0, 0):
         return False
