@@ -11,6 +11,7 @@ so that counts are exact; the compat copy then runs ``agentchat install --compat
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import time
@@ -26,7 +27,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from agentchat import Agent, install
+from agentchat import Agent, identity, install
 from agentchat.server import Cluster
 from tests import helpers, nova_clients
 from tests.nova_clients import Result, Statement, run
@@ -680,3 +681,76 @@ def test_every_statement_is_run_here() -> None:
         if s.name not in quoted and s.name not in grants
     ]
     assert missing == []
+
+
+def test_legacy_ids_keep_their_number(compat_db: Db) -> None:
+    """A migrated NOVA database's serial ids (below 2^30) are their own integer id for their
+    clients: fetched, marked and replied to by that number; agentchat's new messages get ids
+    from 2^30 on, so the two never meet."""
+    db, plugin = compat_db, S.plugin
+    db.query(
+        "INSERT INTO public.agent_chat (id, sender, message, mentions, created_at)"
+        " VALUES (1000, 'orion', 'from the old bus', ARRAY['nova'], now() - interval '1 day')"
+        " RETURNING id"
+    )
+    new = db.post("orion", "after the move", [NOVA])
+    assert new >= 2**30
+    with db.nova() as conn:
+        fetched = run(conn, plugin["fetch_unprocessed"], NOVA).rows
+        assert [m["id"] for m in fetched] == [1000, new]
+        assert run(conn, plugin["mark_received"], 1000, NOVA).status == "INSERT 0 1"
+        sent = _one(run(conn, plugin["send"], NOVA, "late reply", ["orion"], None, 1000))
+        assert sent["id"] >= 2**30 and sent["id"] != new
+        reply = run(conn, S.seed_tools["skill_check_recent"]).rows
+    assert db.mark(1000, NOVA) is not None and db.chat_id(1000) == 1000
+    assert db.message(sent["id"])["reply_to"] == 1000
+    assert [m["id"] for m in reply] == [sent["id"], new]  # the last 10 minutes, newest first
+
+
+def test_current_plugin_as_an_agentchat_agent_role(compat_db: Db, tmp_path: Path) -> None:
+    """The current plugin connecting as agentchat's agent role for nova (``agent add nova``,
+    the role given to --compat-role): the sender check takes the agent's name, and row-level
+    security applies through the layer's views (security_invoker): it fetches only its mail
+    and '*', and their daily log, run as that role, counts only what the agent may read."""
+    db, plugin = compat_db, S.plugin
+    passfile = tmp_path / "pgpass"
+    cleanup = contextlib.ExitStack()
+    added = identity.add(db.dsn, NOVA, passfile=passfile)
+    role = added.entry.role
+    cleanup.callback(identity.remove, db.dsn, NOVA, passfile=passfile)
+    # agent remove cannot drop a role the layer granted EXECUTE to: undo that grant first
+    revoke = f'REVOKE ALL ON FUNCTION agentchat_nova.expire_old_chat(integer) FROM "{role}"'
+    cleanup.callback(helpers.execute, db.dsn, revoke)
+    # an agent role sends to registered agents only: the one it answers is one
+    identity.add(db.dsn, "orion", passfile=passfile)
+    cleanup.callback(identity.remove, db.dsn, "orion", passfile=passfile)
+    with cleanup:
+        report = install.install(db.dsn, compat=["nova"], compat_roles=[role])
+        assert report.compat[0].roles == sorted([NOVA, role])
+        direct = db.post("orion", "hello", [NOVA])
+        broadcast = db.post("vega", "to everyone", ["*"])
+        db.post("vega", "private", ["orion"])
+        with nova_clients.connect(make_conninfo(db.dsn, user=role)) as conn:
+            fetched = run(conn, plugin["fetch_unprocessed"], NOVA).rows
+            assert [m["id"] for m in fetched] == [direct, broadcast]
+            assert run(conn, plugin["mark_received"], direct, NOVA).status == "INSERT 0 1"
+            sent = _one(run(conn, plugin["send"], NOVA, "hi orion", ["orion"], None, direct))
+            assert db.message(sent["id"])["sender"] == NOVA
+            with pytest.raises(psycopg.Error) as raised:
+                run(conn, plugin["send"], role, "as the role", ["orion"], None, None)
+            assert raised.value.sqlstate == "42501"
+            assert run(conn, plugin["mark_responded"], direct, NOVA).status == "UPDATE 1"
+            run(conn, plugin["mark_received"], broadcast, NOVA)
+            assert run(conn, plugin["mark_routed"], broadcast, NOVA).status == "UPDATE 1"
+
+            today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            day = (today, today + dt.timedelta(days=1))
+            # hello, the broadcast, its own reply: not vega's private message to orion
+            assert _one(run(conn, S.scripts["daily_log_total"], *day)) == {"total": 3}
+            assert _one(run(conn, S.scripts["gate_unacknowledged"])) == {"count": 0}
+        mark = db.mark(direct, NOVA)
+        assert mark is not None and mark["status"] == "responded" and mark["responded_at"]
+        mark = db.mark(broadcast, NOVA)
+        assert mark is not None and mark["status"] == "routed" and mark["routed_at"]
+        with db.nova() as conn:  # register-agent.sh's role reads every message
+            assert _one(run(conn, S.scripts["daily_log_total"], *day)) == {"total": 4}
