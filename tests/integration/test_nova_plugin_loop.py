@@ -59,11 +59,13 @@ def topology(installed_db: str, installed_remote_db: str, remote: Cluster) -> To
     return Topology(installed_db, spoke, remote)
 
 
-def register_nova(dsn: str, *, sequence: bool) -> str:
+def register_nova(dsn: str, request: pytest.FixtureRequest, *, sequence: bool) -> str:
     """Their register-agent.sh for agent nova on *dsn*'s database, its statements as it runs
     them (psql, as a superuser): the role if missing, its password, the standard grants (the
-    sequence's only where it exists: a compat install). Roles are the cluster's: the role stays."""
+    sequence's only where it exists: a compat install). Roles outlive a test's databases: the
+    role goes at the end, with what it was granted here."""
     stmts = load("installer")
+    request.addfinalizer(lambda: at(dsn, "DROP OWNED BY nova; DROP ROLE nova"))
     with connect(dsn) as conn:
         if not run(conn, stmts["register_role_exists"]).rows:
             # another test's register-agent run may make it meanwhile
@@ -133,10 +135,10 @@ def check_woken_not_polled(plugin: Plugin, inserted: int) -> None:
 
 
 def test_the_seed_era_plugin_answers_across_the_hub(
-    topology: Topology, plugins: list[Plugin]
+    topology: Topology, plugins: list[Plugin], request: pytest.FixtureRequest
 ) -> None:
     hub, spoke = topology.hub, topology.spoke
-    role = register_nova(spoke, sequence=False)
+    role = register_nova(spoke, request, sequence=False)
     with Agent("graybeard", hub) as graybeard:
         early = graybeard.send("sent before the plugin started", to=["nova"])
         everyone = graybeard.send("a broadcast", to=["*"])
@@ -209,12 +211,13 @@ def refs(dsn: str, *ids: int) -> list[int]:
     return [int(rows[i]) for i in ids]
 
 
-def install_compat(dsn: str, role: str) -> None:
-    """``agentchat install --dsn DSN --compat nova --compat-role ROLE`` on the agent's database."""
-    out = helpers.ok(
-        helpers.invoke("install", "--dsn", dsn, "--compat", "nova", "--compat-role", role)
-    )
-    assert f"compat     nova: schema agentchat_nova, for {role}" in out.splitlines(), out
+def install_compat(dsn: str, role: str | None = None) -> None:
+    """``agentchat install --dsn DSN --compat nova [--compat-role ROLE]`` on the agent's
+    database."""
+    roles = ("--compat-role", role) if role else ()
+    out = helpers.ok(helpers.invoke("install", "--dsn", dsn, "--compat", "nova", *roles))
+    seen_by = role or "no role yet: add --compat-role ROLE"
+    assert f"compat     nova: schema agentchat_nova, for {seen_by}" in out.splitlines(), out
 
 
 @pytest.mark.parametrize("as_agent", [False, True], ids=["register-agent-role", "agent-role"])
@@ -250,9 +253,11 @@ def test_the_current_plugin_answers_across_the_hub(
             what="both agents known where nova lives",
         )
     else:
-        role = register_nova(spoke, sequence=False)
+        # as docs/nova.md says for a new server: the layer first (their register-agent.sh
+        # grants on its sequence), then their script, then the layer again for the role
+        install_compat(spoke)
+        role = register_nova(spoke, request, sequence=True)
         install_compat(spoke, role)
-        register_nova(spoke, sequence=True)  # again, as their docs say: now the sequence too
         plugin_dsn = topology.as_role(role, NOVA_PASSWORD)
         graybeard_dsn = hub
 
