@@ -113,7 +113,8 @@ def install(
     messages (for a source that runs no worker), False goes back to receiving the source's
     embeddings; None keeps what was set.
     *compat* names compatibility layers to install as well (``("nova",)``: NOVA's agent-chat
-    clients, :mod:`agentchat.compat`), on the search_path of *compat_roles*.
+    clients, :mod:`agentchat.compat`), on the search_path of *compat_roles*; a layer installed
+    before is applied again (its script is idempotent), so an upgrade keeps it current.
     """
     if dimension is not None:
         schema.validate_dimension(dimension)
@@ -141,7 +142,9 @@ def install(
     try:
         with conn:
             _install_into(conn, report, dimension, migrations, embed_replicated)
-            for layer in compat:
+            # a layer installed before is brought up to this agentchat's version as well
+            known = [] if dry_run else compat_layers.installed(conn)
+            for layer in dict.fromkeys([*compat, *known]):
                 report.compat.append(
                     compat_layers.install_compat(conn, layer, compat_roles, dry_run=dry_run)
                 )
