@@ -84,3 +84,23 @@ def test_cli_refusals_are_one_line(installed_db: str) -> None:
     one_line_error(invoke("install", "--dsn", installed_db, "--compat", "nova", "--compat-role",
                           "nobody_here"), "role 'nobody_here' does not exist", 2)  # fmt: skip
     assert execute(installed_db, "SELECT to_regnamespace('agentchat_nova')") == [(None,)]
+
+
+def test_an_agent_role_sees_the_layer_adds_no_right_and_can_be_removed(installed_db: str) -> None:
+    """--compat-role for an agent's role: NOVA's reaper is refused to it (it may not delete
+    messages), and agent remove still drops the role (the layer granted it nothing)."""
+    from agentchat import identity
+
+    db = installed_db
+    added = identity.add(db, "novacompat", show_password=True)
+    role = added.entry.role
+    try:
+        install.install(db, compat=["nova"], compat_roles=[role])
+        as_agent = psycopg.conninfo.make_conninfo(db, user=role, password=added.password)
+        with psycopg.connect(as_agent, autocommit=True) as conn:
+            assert conn.execute("SHOW search_path").fetchone() == ("agentchat_nova, public",)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="agent_chat"):
+                conn.execute("SELECT expire_old_chat()")
+    finally:
+        identity.remove(db, "novacompat")
+    assert execute(db, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)) == [(0,)]

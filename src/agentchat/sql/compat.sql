@@ -20,10 +20,9 @@ SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s);
 SELECT pg_catalog.to_regnamespace('agentchat_nova') IS NOT NULL;
 
 -- name: compat_nova_role
--- Put NOVA's schema first on one role's search_path, in this database only, and let it run
--- NOVA's nightly reaper.
+-- Put NOVA's schema first on one role's search_path, in this database only (no grant: the
+-- layer adds no right, so dropping the role later needs nothing undone).
 ALTER ROLE {role} IN DATABASE {database} SET search_path = agentchat_nova, public;
-GRANT EXECUTE ON FUNCTION agentchat_nova.expire_old_chat(integer) TO {role};
 
 -- name: compat_nova_roles
 -- The roles whose search_path in this database starts with NOVA's schema.

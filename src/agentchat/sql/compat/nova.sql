@@ -267,7 +267,8 @@ $$;
 
 -- NOVA's nightly reaper: messages older than the retention, and expired ones, with their marks
 -- and embeddings (agentchat's forget triggers); returns how many messages went. A deletion of
--- a message written here replicates as agentchat prune's does.
+-- a message written here replicates as agentchat prune's does. For a role whose grants let it
+-- delete messages (NOVA's roles have DELETE on agent_chat): never an agent role.
 CREATE OR REPLACE FUNCTION agentchat_nova.expire_old_chat(retention_days integer DEFAULT 90)
 RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -275,6 +276,12 @@ DECLARE
     before        text := pg_catalog.current_setting('agentchat.maintenance', true);
     deleted_count integer;
 BEGIN
+    IF NOT pg_catalog.has_table_privilege(SESSION_USER, 'public.agent_chat', 'DELETE') THEN
+        RAISE EXCEPTION 'permission denied for table agent_chat'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'expire_old_chat deletes messages: run it as a role that may'
+                         ' (GRANT DELETE ON agent_chat), as NOVA''s cron role has';
+    END IF;
     PERFORM pg_catalog.set_config('agentchat.maintenance', 'on', true);
     DELETE FROM public.agent_chat c
      WHERE c.created_at < pg_catalog.now() - pg_catalog.make_interval(days => retention_days)
@@ -284,7 +291,6 @@ BEGIN
     RETURN deleted_count;
 END
 $$;
-REVOKE ALL ON FUNCTION agentchat_nova.expire_old_chat(integer) FROM PUBLIC;
 
 -- in public, because NOVA's tools name them so ---------------------------------------------
 
