@@ -233,15 +233,6 @@ def test_the_current_plugin_answers_across_the_hub(
     if as_agent:
         added = identity.add(spoke, "nova", passfile=passfile)
         request.addfinalizer(lambda: identity.remove(spoke, "nova", passfile=passfile))
-        # agent remove cannot drop a role the compat layer granted to (the lead knows): undo
-        # that grant first, so that the role goes
-        request.addfinalizer(
-            lambda: at(
-                spoke,
-                "REVOKE ALL ON FUNCTION agentchat_nova.expire_old_chat(integer)"
-                f" FROM {added.entry.role}",
-            )
-        )
         gray = identity.add(hub, "graybeard", passfile=passfile)
         request.addfinalizer(lambda: identity.remove(hub, "graybeard", passfile=passfile))
         role = added.entry.role

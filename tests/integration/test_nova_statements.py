@@ -717,10 +717,7 @@ def test_current_plugin_as_an_agentchat_agent_role(compat_db: Db, tmp_path: Path
     cleanup = contextlib.ExitStack()
     added = identity.add(db.dsn, NOVA, passfile=passfile)
     role = added.entry.role
-    cleanup.callback(identity.remove, db.dsn, NOVA, passfile=passfile)
-    # agent remove cannot drop a role the layer granted EXECUTE to: undo that grant first
-    revoke = f'REVOKE ALL ON FUNCTION agentchat_nova.expire_old_chat(integer) FROM "{role}"'
-    cleanup.callback(helpers.execute, db.dsn, revoke)
+    cleanup.callback(identity.remove, db.dsn, NOVA, passfile=passfile)  # the layer grants none
     # an agent role sends to registered agents only: the one it answers is one
     identity.add(db.dsn, "orion", passfile=passfile)
     cleanup.callback(identity.remove, db.dsn, "orion", passfile=passfile)
