@@ -40,6 +40,7 @@ SECTIONS: dict[str, list[tuple[str, str, str]]] = {
         ("verify", "ops:verify", "A probe message through replication, its arrival timed."),
         ("prune", "agents:prune", "Delete old messages at the source; deletions replicate."),
         ("soak", "soak:soak", "Agents under load while things break."),
+        ("bench", "bench:bench", "Speed against floors measured in the same run."),
     ],
     "Agents": [
         ("send", "agents:send", "Post a message as agent --as."),

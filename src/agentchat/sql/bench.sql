@@ -1,0 +1,65 @@
+-- Queries of `agentchat bench` (agentchat.bench): the lab's databases, the writers' loads and
+-- the floors each figure is compared with (bare loops that do only what the product must do).
+
+-- name: bench_create_database
+-- A lab database, copied from the lab's installed template (several times quicker than installing).
+CREATE DATABASE {database} TEMPLATE {template};
+
+-- name: bench_seal_template
+-- The lab's installed template: closed to connections, so CREATE DATABASE may copy it at any time.
+ALTER DATABASE {database} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false;
+
+-- name: bench_drop_database
+-- A lab database at the end of its benchmark (its own connections closed by force).
+DROP DATABASE IF EXISTS {database} WITH (FORCE);
+
+-- name: bench_database_exists
+SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s;
+
+-- name: bench_subscriptions
+-- Every subscription in this database (the lab drops them before dropping the database).
+SELECT s.subname FROM pg_catalog.pg_subscription s
+ WHERE s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                     WHERE datname = pg_catalog.current_database());
+
+-- name: bench_send
+-- One message (sender, text, recipients); its id.
+SELECT public.send_agent_message(%s, %s, %s::text[]);
+
+-- name: bench_send_many
+-- A transaction's worth of messages (sender, recipients, how many rows); their largest id.
+SELECT max(public.send_agent_message(%s, 'bulk ' || g, %s::text[]))
+  FROM pg_catalog.generate_series(1, %s) AS g;
+
+-- name: bench_count_to
+-- How many messages here mention any of the names given (a backlog on its way to a replica).
+SELECT count(*) FROM public.agent_chat WHERE mentions && %s::text[];
+
+-- name: bench_has_message
+-- Whether the message with the id given has arrived here.
+SELECT EXISTS (SELECT 1 FROM public.agent_chat WHERE id = %s);
+
+-- name: bench_ids_to
+-- The ids of the messages mentioning the names given, oldest first (the bare loop's work list).
+SELECT id FROM public.agent_chat WHERE mentions && %s::text[] ORDER BY id;
+
+-- name: bench_read_one
+-- The bare loop's read of one message.
+SELECT id, sender, message FROM public.agent_chat WHERE id = %s;
+
+-- name: bench_mark_one
+-- The bare loop's mark: the message handled by the agent (id, name).
+INSERT INTO public.agent_chat_processed (chat_id, agent, status) VALUES (%s, %s, 'routed');
+
+-- name: bench_marks
+-- How many marks the agent named recorded, and for how many distinct messages (equal: exactly once).
+SELECT count(*), count(DISTINCT chat_id) FROM public.agent_chat_processed WHERE agent = %s;
+
+-- name: bench_listen
+LISTEN agent_chat;
+
+-- name: bench_walsender_pids
+-- The walsenders serving this (source) database: their pids, for their CPU time in /proc.
+SELECT pid FROM pg_catalog.pg_stat_replication
+ WHERE pid IN (SELECT pid FROM pg_catalog.pg_stat_activity
+                WHERE backend_type = 'walsender' AND datname = pg_catalog.current_database());
