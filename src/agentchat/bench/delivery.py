@@ -22,7 +22,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from agentchat import _db
 from agentchat.agent import Agent
@@ -128,17 +128,29 @@ class AgentTimes:
 
     failed: BaseException | None = None
 
+    def handled(self) -> int:
+        """How many messages reached the handler (raises what stopped the agent, if it did)."""
+        if self.failed is not None:
+            raise self.failed
+        return len(self.got)
+
     def wait_for(self, ids: Sequence[int], timeout: float = WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        while any(i not in self.got for i in ids) and time.monotonic() < deadline:
-            if self.failed is not None:
-                raise self.failed
-            time.sleep(0.01)
+        wait_until(lambda: self.handled() >= 0 and all(i in self.got for i in ids), timeout)
 
     def close(self) -> None:
         self.agent.stop()
         self._thread.join(30)
         self.agent.close()
+
+
+def wait_until(what: Callable[[], bool], timeout: float = WAIT, step: float = 0.01) -> bool:
+    """Poll *what* until true or *timeout* seconds pass; whether it came true."""
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
 
 
 def latencies(sent: dict[int, float], got: dict[int, float]) -> list[float]:

@@ -63,3 +63,7 @@ LISTEN agent_chat;
 SELECT pid FROM pg_catalog.pg_stat_replication
  WHERE pid IN (SELECT pid FROM pg_catalog.pg_stat_activity
                 WHERE backend_type = 'walsender' AND datname = pg_catalog.current_database());
+
+-- name: bench_pgbench_send
+-- pgbench's transaction for the hub's commit rate: one message, whose trigger NOTIFYs.
+SELECT public.send_agent_message('nova', 'commit rate', '{notified}');

@@ -1,0 +1,159 @@
+"""Fan-out: one source to 1, 8 and 50 one-way replicas (quick: 1 and 2); and the hub's commit
+rate with and without listeners.
+
+For each width, replicas are added to the same source (spread over the lab's clusters,
+:data:`~agentchat.bench.lab.REPLICAS_PER_CLUSTER` to a cluster), then:
+
+- latency: a paced writer at 200 msg/s, a bare LISTEN on every replica; ``fanout_<n>_p99_ms``
+  is the worst replica's p99 (commit -> notification), against the 1-replica p99 as its floor;
+- throughput: 20,000 messages (quick: 1,000) in 1,000-row transactions; ``fanout_<n>_rate_per_s``
+  is messages / seconds until the last row is on every replica (floor: the 1-replica rate), and
+  ``fanout_<n>_walsender_cores`` the CPU the source's walsenders used meanwhile (cores, from
+  /proc): where it nears the machine's cores, the walsenders saturate (each decodes the WAL
+  for itself).
+
+``fanout_widest_*`` repeat the widest case (50, quick 2; ``fanout_widest_replicas``) against the
+1-replica floor: the issue's target is p99 <= 4x.
+
+NOTIFY takes a global lock at commit: ``fanout_notify_commit_per_s`` is the commit rate of
+pgbench (4 clients, one message per transaction) on a hub database with 8 listening
+connections, against the same without listeners as its floor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from agentchat import _db
+from agentchat.bench.delivery import RATE, RawListener, paced_send, percentile, wait_until
+from agentchat.bench.lab import REPLICAS_PER_CLUSTER, Lab, Progress
+from agentchat.bench.report import Figures
+from agentchat.bench.throughput import send_bulk
+from agentchat.sql import queries, statement_text
+
+LISTENERS = 8
+CLIENTS = 4
+
+
+def _ticks(pid: int) -> int:
+    """CPU clock ticks (user + system) process *pid* used so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def walsender_ticks(source: str) -> int:
+    with _db.connection(source) as conn:
+        pids = [int(r[0]) for r in conn.execute(queries["bench_walsender_pids"]).fetchall()]
+    return sum(_ticks(pid) for pid in pids)
+
+
+def worst_p99(source: str, replicas: list[str], count: int) -> float:
+    """The worst replica's p99 latency (ms) of *count* messages sent at :data:`RATE`."""
+    listeners = [RawListener(replica, "fan") for replica in replicas]
+    try:
+        sent = paced_send(source, count, RATE, "fan")
+        for listener in listeners:
+            listener.wait_for(list(sent))
+        worst = 0.0
+        for listener in listeners:
+            times = [(listener.got[i] - t) * 1000 for i, t in sent.items() if i in listener.got]
+            worst = max(worst, percentile(times, 0.99))
+        return worst
+    finally:
+        for listener in listeners:
+            listener.close()
+
+
+def spread(source: str, replicas: list[str], count: int) -> tuple[float, float]:
+    """(messages/s until the last of *count* is on every replica, walsender cores meanwhile)."""
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(_db.connection(replica)) for replica in replicas]
+        ticks = walsender_ticks(source)
+        start = time.perf_counter()
+        last = send_bulk(source, count, "fanbulk")
+        waiting = list(conns)
+
+        def arrived() -> bool:
+            waiting[:] = [
+                c for c in waiting
+                if not (c.execute(queries["bench_has_message"], (last,)).fetchone() or (0,))[0]
+            ]  # fmt: skip
+            return not waiting
+
+        wait_until(arrived, timeout=600, step=0.01)
+        elapsed = time.perf_counter() - start
+        cores = (walsender_ticks(source) - ticks) / os.sysconf("SC_CLK_TCK") / elapsed
+    return count / elapsed, cores
+
+
+def commit_rate(lab: Lab, dsn: str, seconds: float) -> float:
+    """pgbench's transactions per second on *dsn*: :data:`CLIENTS` clients, one message each."""
+    cluster = lab.cluster(0)
+    script = lab.root / "commit-rate.sql"
+    script.write_text(statement_text(queries["bench_pgbench_send"].as_string(None)) + ";\n")
+    done = subprocess.run(
+        [
+            str(cluster.binaries.path("pgbench")), "-n", "-f", str(script),
+            "-c", str(CLIENTS), "-j", "2", "-T", str(int(seconds)), dsn,
+        ],
+        capture_output=True, text=True, check=True, timeout=seconds + 120,
+    )  # fmt: skip
+    match = re.search(r"tps = ([\d.]+)", done.stdout)
+    assert match is not None, done.stdout + done.stderr
+    return float(match[1])
+
+
+def notify_cost(lab: Lab, quick: bool, progress: Progress, figures: Figures) -> None:
+    hub = lab.database("fanout_commit")
+    seconds = 1 if quick else 5
+    progress("fanout: the hub's commit rate without listeners")
+    alone = commit_rate(lab, lab.cluster(0).conninfo("fanout_commit"), seconds)
+    progress(f"fanout: the hub's commit rate with {LISTENERS} listeners")
+    listeners = [RawListener(hub, "notified") for _ in range(LISTENERS)]
+    try:
+        heard = commit_rate(lab, lab.cluster(0).conninfo("fanout_commit"), seconds)
+    finally:
+        for listener in listeners:
+            listener.close()
+    figures.compare("fanout_notify_commit_per_s", heard, alone)
+
+
+def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
+    figures = Figures()
+    notify_cost(lab, quick, progress, figures)
+    cases = (1, 2) if quick else (1, 8, 50)
+    count = 100 if quick else 1000
+    bulk = 1000 if quick else 20000
+    source = lab.database("fanout_source")
+    replicas: list[str] = []
+    one_p99 = one_rate = 0.0
+    for n in cases:
+        while len(replicas) < n:
+            index = len(replicas)
+            progress(f"fanout: replica {index + 1} of {n}")
+            cluster = index // REPLICAS_PER_CLUSTER
+            replicas.append(lab.replica(source, f"fanout_replica_{index}", cluster=cluster))
+        progress(f"fanout: {n} replica(s), latency at {RATE} msg/s")
+        p99 = worst_p99(source, replicas, count)
+        progress(f"fanout: {n} replica(s), {bulk} messages in bulk")
+        rate, cores = spread(source, replicas, bulk)
+        if n == 1:
+            one_p99, one_rate = p99, rate
+            figures.add("fanout_1_p99_ms", p99)
+            figures.add("fanout_1_rate_per_s", rate)
+        else:
+            figures.compare(f"fanout_{n}_p99_ms", p99, one_p99)
+            figures.compare(f"fanout_{n}_rate_per_s", rate, one_rate)
+        figures.add(f"fanout_{n}_walsender_cores", cores)
+    widest = cases[-1]
+    figures.add("fanout_widest_replicas", widest)
+    figures.compare("fanout_widest_p99_ms", figures[f"fanout_{widest}_p99_ms"], one_p99)
+    return figures
