@@ -13,11 +13,14 @@ For each width, replicas are added to the same source (spread over the lab's clu
   for itself).
 
 ``fanout_widest_*`` repeat the widest case (50, quick 2; ``fanout_widest_replicas``) against the
-1-replica floor: the issue's target is p99 <= 4x.
+1-replica floor: the issue's target is p99 <= 4x. ``fanout_spokes_*``: the same from a hub to 8
+two-way spokes (quick: 1; ``fanout_spokes``), against the 1-replica floors.
 
 NOTIFY takes a global lock at commit: ``fanout_notify_commit_per_s`` is the commit rate of
 pgbench (4 clients, one message per transaction) on a hub database with 8 listening
-connections, against the same without listeners as its floor.
+connections, against the same without listeners as its floor;
+``fanout_notify_trigger_commit_per_s`` is that rate without listeners against the floor of the
+notify trigger turned off (what the NOTIFY itself costs a writer).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from agentchat.sql import queries, statement_text
 
 LISTENERS = 8
 CLIENTS = 4
+#: two-way spokes to a cluster (each holds a subscription on both sides)
+SPOKES_PER_CLUSTER = REPLICAS_PER_CLUSTER // 2
 
 
 def _ticks(pid: int) -> int:
@@ -123,7 +128,12 @@ def notify_cost(lab: Lab, quick: bool, progress: Progress, figures: Figures) -> 
     finally:
         for listener in listeners:
             listener.close()
+    progress("fanout: the hub's commit rate without the NOTIFY")
+    with _db.connection(hub) as conn:
+        conn.execute(queries["bench_notify_trigger_off"])
+    silent = commit_rate(lab, lab.cluster(0).conninfo("fanout_commit"), seconds)
     figures.compare("fanout_notify_commit_per_s", heard, alone)
+    figures.compare("fanout_notify_trigger_commit_per_s", alone, silent)
 
 
 def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
@@ -132,28 +142,49 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
     cases = (1, 2) if quick else (1, 8, 50)
     count = 100 if quick else 1000
     bulk = 1000 if quick else 20000
-    source = lab.database("fanout_source")
-    replicas: list[str] = []
-    one_p99 = one_rate = 0.0
-    for n in cases:
-        while len(replicas) < n:
-            index = len(replicas)
-            progress(f"fanout: replica {index + 1} of {n}")
-            cluster = index // REPLICAS_PER_CLUSTER
-            replicas.append(lab.replica(source, f"fanout_replica_{index}", cluster=cluster))
-        progress(f"fanout: {n} replica(s), latency at {RATE} msg/s")
-        p99 = worst_p99(source, replicas, count)
-        progress(f"fanout: {n} replica(s), {bulk} messages in bulk")
-        rate, cores = spread(source, replicas, bulk)
-        if n == 1:
-            one_p99, one_rate = p99, rate
-            figures.add("fanout_1_p99_ms", p99)
-            figures.add("fanout_1_rate_per_s", rate)
-        else:
-            figures.compare(f"fanout_{n}_p99_ms", p99, one_p99)
-            figures.compare(f"fanout_{n}_rate_per_s", rate, one_rate)
-        figures.add(f"fanout_{n}_walsender_cores", cores)
-    widest = cases[-1]
-    figures.add("fanout_widest_replicas", widest)
-    figures.compare("fanout_widest_p99_ms", figures[f"fanout_{widest}_p99_ms"], one_p99)
+    with lab.scope():  # gone before the spokes: idle walsenders still decode all WAL
+        source = lab.database("fanout_source")
+        replicas: list[str] = []
+        one_p99 = one_rate = 0.0
+        for n in cases:
+            while len(replicas) < n:
+                index = len(replicas)
+                progress(f"fanout: replica {index + 1} of {n}")
+                cluster = index // REPLICAS_PER_CLUSTER
+                replicas.append(lab.replica(source, f"fanout_replica_{index}", cluster=cluster))
+            p99, rate, cores = measure(source, replicas, count, bulk, progress)
+            if n == 1:
+                one_p99, one_rate = p99, rate
+                figures.add("fanout_1_p99_ms", p99)
+                figures.add("fanout_1_rate_per_s", rate)
+            else:
+                figures.compare(f"fanout_{n}_p99_ms", p99, one_p99)
+                figures.compare(f"fanout_{n}_rate_per_s", rate, one_rate)
+            figures.add(f"fanout_{n}_walsender_cores", cores)
+        widest = cases[-1]
+        figures.add("fanout_widest_replicas", widest)
+        figures.compare("fanout_widest_p99_ms", figures[f"fanout_{widest}_p99_ms"], one_p99)
+
+    spokes = 1 if quick else 8
+    hub = lab.database("fanout_hub")
+    joined = []
+    for index in range(spokes):
+        progress(f"fanout: two-way spoke {index + 1} of {spokes}")
+        joined.append(lab.spoke(hub, f"fanout_spoke_{index}", cluster=index // SPOKES_PER_CLUSTER))
+    p99, rate, cores = measure(hub, joined, count, bulk, progress)
+    figures.add("fanout_spokes", spokes)
+    figures.compare("fanout_spokes_p99_ms", p99, one_p99)
+    figures.compare("fanout_spokes_rate_per_s", rate, one_rate)
+    figures.add("fanout_spokes_walsender_cores", cores)
     return figures
+
+
+def measure(
+    source: str, targets: list[str], count: int, bulk: int, progress: Progress
+) -> tuple[float, float, float]:
+    """(worst p99 ms, messages/s to all, walsender cores) from *source* to *targets*."""
+    progress(f"fanout: {len(targets)} target(s), latency at {RATE} msg/s")
+    p99 = worst_p99(source, targets, count)
+    progress(f"fanout: {len(targets)} target(s), {bulk} messages in bulk")
+    rate, cores = spread(source, targets, bulk)
+    return p99, rate, cores

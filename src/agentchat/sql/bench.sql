@@ -67,3 +67,7 @@ SELECT pid FROM pg_catalog.pg_stat_replication
 -- name: bench_pgbench_send
 -- pgbench's transaction for the hub's commit rate: one message, whose trigger NOTIFYs.
 SELECT public.send_agent_message('nova', 'commit rate', '{notified}');
+
+-- name: bench_notify_trigger_off
+-- The floor of the NOTIFY's own cost: the hub's notify trigger off (a throw-away lab database).
+ALTER TABLE public.agent_chat DISABLE TRIGGER trg_notify_agent_chat;
