@@ -48,3 +48,10 @@ def test_bench_quick_reports_every_figure_with_its_floor_and_ratio(tmp_path: Pat
         assert key in shown or is_floor(key) or split_unit(key)[1] == "_ratio", key
     assert done.stdout.strip() == render({k: float(v or 0) for k, v in figures.items()}).strip()
     assert done.stderr == ""  # progress only on a terminal
+
+
+def test_bench_unknown_name_is_one_line_and_exit_2() -> None:
+    done = run_cli("bench", "--only", "nonsense")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("agentchat: error: unknown benchmark nonsense"), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
