@@ -109,10 +109,11 @@ class Lab:
         self._made[-1].append((cluster, name))
         return where.conninfo(name)
 
-    def replica(self, source: str, name: str, cluster: int = 0) -> str:
-        """A one-way replica of *source*: database *name* on *cluster*, subscribed and synced."""
+    def replica(self, source: str, name: str, cluster: int = 0, *, copy_data: bool = True) -> str:
+        """A one-way replica of *source*: database *name* on *cluster*, subscribed and synced
+        (``copy_data=False``: only what is written from now on)."""
         target = self.database(name, cluster)
-        replication.add(source, target, timeout=300)
+        replication.add(source, target, timeout=300, copy_data=copy_data)
         return target
 
     def spoke(self, hub: str, name: str, cluster: int = 0) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ def bench(quick: bool, only: tuple[str, ...], json_path: Path | None, pg_version
     private clusters, each against a bare floor measured in the same run; the table shows the
     issue's targets beside them. Machines are noisy: compare ratios, not absolute figures."""
     live = sys.stderr.isatty()
+    signal.signal(signal.SIGTERM, _terminated)  # the lab's clusters go on the way out
     start = time.perf_counter()
     figures = bench_mod.run(
         only, quick, _progress if live else bench_mod.quiet, version=int(pg_version)
@@ -48,6 +50,10 @@ def bench(quick: bool, only: tuple[str, ...], json_path: Path | None, pg_version
                 + "".join(f" --only {name}" for name in only),
             ) + "\n"
         )  # fmt: skip
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _progress(line: str) -> None:
