@@ -29,9 +29,9 @@ from agentchat.server import SUPPORTED_VERSIONS
     show_default=True, help="PostgreSQL version of the embedded clusters.",
 )  # fmt: skip
 def bench(quick: bool, only: tuple[str, ...], json_path: Path | None, pg_version: str) -> None:
-    """Delivery latency, throughput, catch-up, fan-out (and embeddings, search) measured on
-    private clusters, each against a bare floor measured in the same run; the table shows the
-    issue's targets beside them. Machines are noisy: compare ratios, not absolute figures."""
+    """Delivery latency, throughput, catch-up, fan-out, embeddings and search, measured on
+    private clusters, each figure against a bare floor measured in the same run and beside its
+    target. Machines are noisy: compare ratios, not absolute figures."""
     live = sys.stderr.isatty()
     signal.signal(signal.SIGTERM, _terminated)  # the lab's clusters go on the way out
     start = time.perf_counter()
