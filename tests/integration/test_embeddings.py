@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+import struct
 import subprocess
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -19,6 +22,8 @@ from agentchat.embeddings import (
     embedding_mode,
     search,
 )
+from agentchat.embeddings.search import nearest
+from agentchat.embeddings.vectors import Vector, register, to_vector
 from agentchat.server import Cluster
 from tests.embedding_stub import Stub, serve, stub_vector
 from tests.helpers import EXE, execute, wait_for
@@ -106,6 +111,101 @@ def test_search_goes_through_the_hnsw_index(installed_db: str, stub: Stub) -> No
             (str(stub_vector("note 17", 384)),),
         ).fetchall()
     assert any("memory_embeddings_embedding_idx" in str(line[0]) for line in plan), plan
+
+
+class Counting:
+    """An in-process embedder: the stub's deterministic vector per text (or the one given in
+    *fixed*), counting what it embeds and the batch sizes it was asked for."""
+
+    model = "counting"
+    dimension = 384
+
+    def __init__(self, fixed: dict[str, list[float]] | None = None) -> None:
+        self.fixed = fixed or {}
+        self.embedded: Counter[str] = Counter()
+        self.calls: list[int] = []
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls.append(len(texts))
+        self.embedded.update(texts)
+        return [self.fixed.get(t) or stub_vector(t, self.dimension) for t in texts]
+
+
+def float4(x: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+def test_vectors_round_trip_exactly_in_binary(installed_db: str) -> None:
+    """What the worker sends in binary is stored bit for bit: read back in binary, and as the
+    server prints it, each component is the float4 of what the embedder gave (extremes too)."""
+    edge = [0.1, -0.0, 1e-45, 3.4e38, -3.4e38, 1 / 3, 2**-126] + [0.5] * 377
+    embedder = Counting({"edge": edge})
+    messaging.send(installed_db, sender="nova", message="edge", to=["*"])
+    messaging.send(installed_db, sender="nova", message="plain", to=["*"])
+    assert Worker(installed_db, embedder).run(once=True).embedded == 2
+    with psycopg.connect(installed_db, autocommit=True) as conn:
+        register(conn)
+        rows: dict[str, Vector] = dict(
+            conn.execute("SELECT content, embedding FROM memory_embeddings").fetchall()
+        )
+        text: dict[str, str] = dict(
+            conn.execute("SELECT content, embedding::text FROM memory_embeddings").fetchall()
+        )
+    for content, given in (("edge", edge), ("plain", stub_vector("plain", 384))):
+        expected = [float4(x) for x in given]
+        assert rows[content].to_list() == expected
+        assert [float4(float(x)) for x in str(text[content]).strip("[]").split(",")] == expected
+    assert math.copysign(1.0, rows["edge"].to_list()[1]) == -1.0
+
+
+def test_the_pipelined_worker_stores_each_batch_on_its_own_rows_exactly_once(
+    installed_db: str,
+) -> None:
+    """Batches overlap (one written while the next is claimed and embedded, on two
+    connections): every row is embedded once, with its own text's vector, in every batch."""
+    execute(installed_db, "INSERT INTO agent_chat (sender, message) SELECT 'nova', 'row ' || g"
+            " FROM generate_series(1, 103) g")  # fmt: skip
+    embedder = Counting()
+    stats = Worker(installed_db, embedder, batch_size=4).run(once=True)
+    assert (stats.embedded, stats.failed, stats.batches, stats.due) == (103, 0, 26, 0)
+    assert embedder.calls == [4] * 25 + [3]
+    assert len(embedder.embedded) == 103 and set(embedder.embedded.values()) == {1}
+    with psycopg.connect(installed_db, autocommit=True) as conn:
+        register(conn)
+        stored = conn.execute("SELECT content, embedding, model FROM memory_embeddings").fetchall()
+    assert len(stored) == 103
+    for content, vector, model in stored:
+        assert model == "counting"
+        assert vector.to_list() == [float4(x) for x in stub_vector(str(content), 384)], content
+
+
+def test_search_results_are_unchanged_by_binary_vectors_and_long_lived_connections(
+    installed_db: str, stub: Stub
+) -> None:
+    """search() (binary query vector) returns exactly what an exact scan with the vector as
+    text returns, scores included; and nearest() on one connection, past the point where
+    psycopg prepares its statements, keeps returning the same hits."""
+    execute(installed_db, "INSERT INTO agent_chat (sender, message, mentions)"
+            " SELECT 'nova', 'note ' || g, '{*}' FROM generate_series(1, 300) g")  # fmt: skip
+    Worker(installed_db, stub_embedder(stub), batch_size=100).run(once=True)
+    exact = (
+        "SELECT c.id, 1 - (e.embedding <=> %s::vector) FROM memory_embeddings e"
+        " JOIN agent_chat c ON c.id = e.source_id ORDER BY e.embedding <=> %s::vector LIMIT 5"
+    )
+    for query in ("note 17", "note 250", "something else entirely"):
+        hits = search(installed_db, query, stub_embedder(stub), limit=5)
+        as_text = str(stub_vector(query, 384))
+        with psycopg.connect(installed_db) as conn:
+            conn.execute("SET enable_indexscan = off")
+            truth = conn.execute(exact.encode(), (as_text, as_text)).fetchall()
+        assert [h.message.id for h in hits] == [int(r[0]) for r in truth], query
+        assert [h.score for h in hits] == pytest.approx([float(r[1]) for r in truth], abs=1e-6)
+    vector = to_vector(stub_vector("note 42", 384))
+    with psycopg.connect(installed_db, autocommit=True) as conn:
+        register(conn)
+        runs = [[(h.message.id, h.score) for h in nearest(conn, vector, limit=3)] for _ in range(8)]
+    assert runs[0][0][1] == pytest.approx(1.0)
+    assert all(run == runs[0] for run in runs)
 
 
 def test_two_concurrent_workers_embed_each_of_2000_rows_exactly_once(

@@ -110,7 +110,8 @@ class LocalEmbedder:
                 list(texts), batch_size=self._batch_size, normalize_embeddings=True,
                 show_progress_bar=False, convert_to_numpy=True,
             )  # fmt: skip
-        return [[float(x) for x in row] for row in vectors]
+        rows: list[list[float]] = vectors.tolist()  # float4 values as Python floats, exactly
+        return rows
 
 
 def _shipped_model_path() -> str:

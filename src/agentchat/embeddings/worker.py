@@ -3,9 +3,12 @@
     stats = Worker("dbname=nova_memory", make_embedder("local")).run(once=True)
     stats.embedded, stats.failed
 
-Each of *concurrency* threads has its own connection and loops: claim a batch with
-``FOR UPDATE SKIP LOCKED`` in a transaction, embed it, write the vectors, commit. Rows another
-worker holds are skipped, so several workers (threads or processes) never embed a row twice; a
+Each of *concurrency* threads has its own connections and loops: claim a batch with
+``FOR UPDATE SKIP LOCKED`` in a transaction, embed it, write the vectors (in pgvector's binary
+format, one ``UPDATE`` per batch: :mod:`agentchat.embeddings.vectors`), commit; the write and
+commit of one batch overlap the claim and embedding of the next, on a second connection. Rows
+another worker holds are skipped, so several workers (threads or processes) never embed a row
+twice; a
 worker that dies releases its rows with its transaction. A failure is recorded on the row
 (attempts, last_error, next_attempt_at with exponential backoff) and the rest of the queue goes
 on: a failing batch is retried row by row, so one bad row does not hold back the others.
@@ -16,17 +19,19 @@ Workers wake on ``NOTIFY memory_embeddings`` (sent by the embed trigger) and als
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from agentchat import _db, errors, nodes, policy, schema
 from agentchat.embeddings.embedders import Embedder
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
+from agentchat.embeddings.vectors import Vector, register, to_vector
 from agentchat.sql import queries
 
 log = logging.getLogger("agentchat.embeddings")
@@ -63,11 +68,14 @@ class WorkerStats:
         }  # fmt: skip
 
 
-def vector_text(vector: Sequence[float]) -> str:
-    """pgvector's text form, ``[0.1,0.2]``; refuses NaN and infinities."""
-    if not all(math.isfinite(x) for x in vector):
-        raise ValueError("the vector has NaN or infinite components")
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+@dataclass
+class _Batch:
+    """A claimed batch between its embedding and its write: the open transaction holding its
+    rows, the vectors computed and the rows that failed (grouped by error)."""
+
+    transaction: contextlib.ExitStack
+    done: list[tuple[int, Vector]]
+    failed: dict[str, list[int]]
 
 
 def check_dimension(conn: _db.Connection, embedder: Embedder, where: str) -> int:
@@ -152,22 +160,24 @@ class Worker:
             self._origin = _origin_rows(conn, facts)
             clock = conn.execute(queries["embed_clock"]).fetchone()
             self._due_by = clock[0] if once and clock else None
-        self.stats = WorkerStats()
-        threads = [
-            threading.Thread(target=self._work, args=(once,), name=f"embed-{i}", daemon=True)
-            for i in range(self.concurrency)
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            self._listen_until(lambda: not any(t.is_alive() for t in threads))
-        finally:
-            self._stopping.set()
-            self._bump()
+            self.stats = WorkerStats()
+            threads = [
+                threading.Thread(target=self._work, args=(once,), name=f"embed-{i}", daemon=True)
+                for i in range(self.concurrency)
+            ]
             for thread in threads:
-                thread.join()
-        if not self._errors:
-            with _db.connection(self.conninfo) as conn:
+                thread.start()
+            try:
+                if once:  # nothing sleeps, so nothing to wake: report until the threads end
+                    self._report_until(threads, conn)
+                else:
+                    self._listen_until(lambda: not any(t.is_alive() for t in threads))
+            finally:
+                self._stopping.set()
+                self._bump()
+                for thread in threads:
+                    thread.join()
+            if not self._errors:
                 self._count(conn)
         self._report()
         if self._errors:
@@ -177,24 +187,47 @@ class Worker:
     # -- the work threads ------------------------------------------------------------------
 
     def _work(self, once: bool) -> None:
-        conn: _db.Connection | None = None
+        """Batches, two at a time: while one batch's vectors are written and committed (on the
+        server: an UPDATE and an insert into the HNSW index per row), the next batch is claimed
+        on a second connection and embedded. At most one write is in flight; its errors are
+        raised here before the next one starts."""
+        conns: list[_db.Connection | None] = [None, None]
+        turn = 0
         backoff = 0.1
+        writer = ThreadPoolExecutor(1, thread_name_prefix=f"{threading.current_thread().name}-w")
+        writing: Future[None] | None = None
         try:
             while not self._stopping.is_set():
                 try:
                     with _db.wrap_errors(self.conninfo):
+                        conn = conns[turn]
                         if conn is None or conn.closed:
-                            conn = _db.connect(self.conninfo, long_lived=True)
+                            conn = conns[turn] = _db.connect(self.conninfo, long_lived=True)
+                            register(conn)  # vectors go in binary
                         generation = self._generation
-                        if self._batch(conn):
+                        batch = self._claim(conn)
+                        if writing is not None:
+                            previous, writing = writing, None
+                            previous.result()  # the previous batch committed (or its error)
+                        if batch is not None:
+                            writing = writer.submit(self._write, conn, batch)
+                            turn = 1 - turn
                             backoff = 0.1
                             continue
                     if once:
                         return
                     self._sleep(generation)
                 except errors.DatabaseError as exc:
-                    _dropped(conn, exc)
-                    conn = None
+                    if writing is not None:  # wait for it: no connection used by two threads
+                        with contextlib.suppress(BaseException):
+                            writing.result()
+                        writing = None
+                    if not exc.transient:
+                        raise
+                    for i, one in enumerate(conns):  # an open batch rolls back, its rows free
+                        if one is not None:
+                            one.close()
+                        conns[i] = None
                     log.warning("%s: connection lost (%s); retrying in %.1f s",
                                 _db.describe(self.conninfo), exc, backoff)  # fmt: skip
                     self._stopping.wait(backoff)
@@ -205,12 +238,20 @@ class Worker:
             self._stopping.set()
             self._bump()
         finally:
-            if conn is not None:
-                conn.close()
+            if writing is not None:
+                with contextlib.suppress(BaseException):
+                    writing.result()
+            writer.shutdown(wait=True)
+            for one in conns:
+                if one is not None:
+                    one.close()
 
-    def _batch(self, conn: _db.Connection) -> int:
-        """Claim, embed and store one batch in one transaction; how many rows it claimed."""
-        with conn.transaction():
+    def _claim(self, conn: _db.Connection) -> _Batch | None:
+        """Open a transaction, claim a batch in it and embed it (the write is :meth:`_write`'s);
+        None, and no transaction left open, when nothing is due."""
+        transaction = contextlib.ExitStack()
+        with transaction:  # closed here unless handed over (pop_all) with the batch
+            transaction.enter_context(conn.transaction())
             rows = conn.execute(
                 queries["embed_claim"],
                 {
@@ -221,30 +262,34 @@ class Worker:
                 },
             ).fetchall()
             if not rows:
-                return 0
+                return None
             done, failed = self._embed([int(r[0]) for r in rows], [str(r[1]) for r in rows])
-            if done:
+            return _Batch(transaction.pop_all(), done, failed)
+
+    def _write(self, conn: _db.Connection, batch: _Batch) -> None:
+        """Store a claimed batch's vectors and failures, and commit (rolled back on an error)."""
+        with _db.wrap_errors(self.conninfo), batch.transaction:
+            if batch.done:
                 conn.execute(
                     queries["embed_store"],
-                    {"ids": [i for i, _ in done], "vectors": [v for _, v in done],
+                    {"ids": [i for i, _ in batch.done], "vectors": [v for _, v in batch.done],
                      "model": self.embedder.model},
                 )  # fmt: skip
-            for error, ids in failed.items():
+            for error, ids in batch.failed.items():
                 conn.execute(
                     queries["embed_failed"],
                     {"ids": ids, "error": error, "base": self.retry_base, "cap": self.retry_cap},
                 )
         with self._lock:
-            self.stats.embedded += len(done)
-            self.stats.failed += sum(len(ids) for ids in failed.values())
+            self.stats.embedded += len(batch.done)
+            self.stats.failed += sum(len(ids) for ids in batch.failed.values())
             self.stats.batches += 1
-        return len(rows)
 
     def _embed(
         self, ids: list[int], texts: list[str]
-    ) -> tuple[list[tuple[int, str]], dict[str, list[int]]]:
+    ) -> tuple[list[tuple[int, Vector]], dict[str, list[int]]]:
         """Vectors for the rows that could be embedded; the others grouped by their error."""
-        done: list[tuple[int, str]] = []
+        done: list[tuple[int, Vector]] = []
         failed: dict[str, list[int]] = {}
         try:
             pairs = list(zip(ids, self.embedder.embed(texts), strict=True))
@@ -266,7 +311,7 @@ class Worker:
                     raise ValueError(
                         f"the embedder returned {len(vector)} dimensions, not {dimension}"
                     )
-                done.append((one_id, vector_text(vector)))
+                done.append((one_id, to_vector(vector)))
             except (ValueError, TypeError) as exc:  # one odd vector fails its row, not the worker
                 failed.setdefault(_error_line(exc), []).append(one_id)
         for error, where in failed.items():
@@ -310,6 +355,18 @@ class Worker:
                 self._stopping.wait(1.0)
         if conn is not None:
             conn.close()
+
+    def _report_until(self, threads: list[threading.Thread], conn: _db.Connection) -> None:
+        """Until *threads* end: progress every *report_interval* seconds (counted on *conn*)."""
+        due = time.monotonic() + self.report_interval
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(max(0.0, due - time.monotonic()))
+                if thread.is_alive() and time.monotonic() >= due:
+                    with contextlib.suppress(errors.DatabaseError), _db.wrap_errors(self.conninfo):
+                        self._count(conn)
+                    self._report()
+                    due = time.monotonic() + self.report_interval
 
     def _count(self, conn: _db.Connection) -> None:
         row = conn.execute(
