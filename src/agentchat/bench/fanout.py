@@ -4,8 +4,10 @@ rate with and without listeners.
 For each width, replicas are added to the same source (spread over the lab's clusters,
 :data:`~agentchat.bench.lab.REPLICAS_PER_CLUSTER` to a cluster), then:
 
-- latency: a paced writer at 200 msg/s, a bare LISTEN on every replica; ``fanout_<n>_p99_ms``
-  is the worst replica's p99 (commit -> notification), against the 1-replica p99 as its floor;
+- latency: a paced writer at 200 msg/s; ``fanout_<n>_p99_ms`` is the worst replica's p99 from
+  a message's commit at the source (its commit timestamp) to its apply on the replica (an
+  ``ENABLE ALWAYS`` trigger's clock there): 50 listening clients in one process would measure
+  themselves. Against the 1-replica p99 as its floor;
 - throughput: 20,000 messages (quick: 1,000) in 1,000-row transactions; ``fanout_<n>_rate_per_s``
   is messages / seconds until the last row is on every replica (floor: the 1-replica rate), and
   ``fanout_<n>_walsender_cores`` the CPU the source's walsenders used meanwhile (cores, from
@@ -60,42 +62,60 @@ def walsender_ticks(source: str) -> int:
     return sum(_ticks(pid) for pid in pids)
 
 
+def commit_times(dsn: str, ids: list[int], query: str = "bench_commit_times") -> dict[int, float]:
+    with _db.connection(dsn) as conn:
+        rows = conn.execute(queries[query], (ids,)).fetchall()
+    return {int(r[0]): float(r[1]) for r in rows if r[1] is not None}
+
+
+def time_arrivals(target: str) -> str:
+    """*target* (a replica or spoke) records when each latency probe is applied; *target*."""
+    with _db.connection(target) as conn:
+        conn.execute(queries["bench_arrivals_setup"])
+    return target
+
+
 def worst_p99(source: str, replicas: list[str], count: int) -> float:
-    """The worst replica's p99 latency (ms) of *count* messages sent at :data:`RATE`."""
-    listeners = [RawListener(replica, "fan") for replica in replicas]
-    try:
-        sent = paced_send(source, count, RATE, "fan")
-        for listener in listeners:
-            listener.wait_for(list(sent))
-        worst = 0.0
-        for listener in listeners:
-            times = [(listener.got[i] - t) * 1000 for i, t in sent.items() if i in listener.got]
-            worst = max(worst, percentile(times, 0.99))
-        return worst
-    finally:
-        for listener in listeners:
-            listener.close()
+    """The worst replica's p99 latency (ms) of *count* messages sent at :data:`RATE`: from
+    each message's commit at the source to its apply on the replica (both timed by the
+    servers: no listening client in the way, however many replicas)."""
+    ids = list(paced_send(source, count, RATE, "fan"))
+    arrived(replicas, max(ids))
+    written = commit_times(source, ids)
+    worst = 0.0
+    for replica in replicas:
+        applied = commit_times(replica, ids, "bench_arrivals")
+        times = [(applied[i] - t) * 1000 for i, t in written.items() if i in applied]
+        if len(times) < len(ids):
+            raise RuntimeError(f"{len(ids) - len(times)} probe(s) not timed on a replica")
+        worst = max(worst, percentile(times, 0.99))
+    return worst
 
 
-def spread(source: str, replicas: list[str], count: int) -> tuple[float, float]:
-    """(messages/s until the last of *count* is on every replica, walsender cores meanwhile)."""
+def arrived(replicas: list[str], last: int, timeout: float = 600) -> None:
+    """Until message *last* is on every replica."""
     with contextlib.ExitStack() as stack:
-        conns = [stack.enter_context(_db.connection(replica)) for replica in replicas]
-        ticks = walsender_ticks(source)
-        start = time.perf_counter()
-        last = send_bulk(source, count, "fanbulk")
-        waiting = list(conns)
+        waiting = [stack.enter_context(_db.connection(replica)) for replica in replicas]
 
-        def arrived() -> bool:
+        def there() -> bool:
             waiting[:] = [
                 c for c in waiting
                 if not (c.execute(queries["bench_has_message"], (last,)).fetchone() or (0,))[0]
             ]  # fmt: skip
             return not waiting
 
-        wait_until(arrived, timeout=600, step=0.01)
-        elapsed = time.perf_counter() - start
-        cores = (walsender_ticks(source) - ticks) / os.sysconf("SC_CLK_TCK") / elapsed
+        if not wait_until(there, timeout=timeout, step=0.01):
+            raise TimeoutError(f"message {last} did not reach every replica in {timeout:.0f} s")
+
+
+def spread(source: str, replicas: list[str], count: int) -> tuple[float, float]:
+    """(messages/s until the last of *count* is on every replica, walsender cores meanwhile)."""
+    ticks = walsender_ticks(source)
+    start = time.perf_counter()
+    last = send_bulk(source, count, "fanbulk")
+    arrived(replicas, last)
+    elapsed = time.perf_counter() - start
+    cores = (walsender_ticks(source) - ticks) / os.sysconf("SC_CLK_TCK") / elapsed
     return count / elapsed, cores
 
 
@@ -152,7 +172,8 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
                 progress(f"fanout: replica {index + 1} of {n}")
                 cluster = index // REPLICAS_PER_CLUSTER
                 name = f"fanout_replica_{index}"  # the rows so far are not copied: not needed
-                replicas.append(lab.replica(source, name, cluster=cluster, copy_data=False))
+                replica = lab.replica(source, name, cluster=cluster, copy_data=False)
+                replicas.append(time_arrivals(replica))
             p99, rate, cores = measure(source, replicas, count, bulk, progress)
             if n == 1:
                 one_p99, one_rate = p99, rate
@@ -171,7 +192,8 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
     joined = []
     for index in range(spokes):
         progress(f"fanout: two-way spoke {index + 1} of {spokes}")
-        joined.append(lab.spoke(hub, f"fanout_spoke_{index}", cluster=index // SPOKES_PER_CLUSTER))
+        spoke = lab.spoke(hub, f"fanout_spoke_{index}", cluster=index // SPOKES_PER_CLUSTER)
+        joined.append(time_arrivals(spoke))
     p99, rate, cores = measure(hub, joined, count, bulk, progress)
     figures.add("fanout_spokes", spokes)
     figures.compare("fanout_spokes_p99_ms", p99, one_p99)

@@ -43,6 +43,7 @@ LAB_SETTINGS: dict[str, str] = {
     "max_worker_processes": "64",
     "max_connections": "300",
     "wal_retrieve_retry_interval": "1s",
+    "track_commit_timestamp": "on",  # when a row was applied on a replica (fan-out)
 }
 #: PostgreSQL 18's limit on replication origins (the server sets 32 at init: raised after it)
 ORIGINS_SETTING = "max_active_replication_origins = 64\n"

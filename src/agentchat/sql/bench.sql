@@ -71,3 +71,29 @@ SELECT public.send_agent_message('nova', 'commit rate', '{notified}');
 -- name: bench_notify_trigger_off
 -- The floor of the NOTIFY's own cost: the hub's notify trigger off (a throw-away lab database).
 ALTER TABLE public.agent_chat DISABLE TRIGGER trg_notify_agent_chat;
+
+-- name: bench_commit_times
+-- When each of the messages given (ids) was committed at the source (seconds since the epoch;
+-- needs track_commit_timestamp, as the lab sets). Not on a replica: an applied transaction
+-- carries its origin's commit timestamp.
+SELECT id, extract(epoch FROM pg_catalog.pg_xact_commit_timestamp(xmin))::float8
+  FROM public.agent_chat WHERE id = ANY(%s);
+
+-- name: bench_arrivals_setup
+-- On a fan-out replica (a throw-away lab database): the moment each latency probe is applied,
+-- by a trigger that fires on apply too (ENABLE ALWAYS).
+CREATE UNLOGGED TABLE public.bench_arrivals (id bigint PRIMARY KEY, at float8 NOT NULL);
+CREATE FUNCTION public.bench_arrival() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    INSERT INTO public.bench_arrivals VALUES (NEW.id, extract(epoch FROM clock_timestamp()));
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER bench_arrival AFTER INSERT ON public.agent_chat
+    FOR EACH ROW WHEN (NEW.mentions && '{fan}'::text[]) EXECUTE FUNCTION public.bench_arrival();
+ALTER TABLE public.agent_chat ENABLE ALWAYS TRIGGER bench_arrival;
+
+-- name: bench_arrivals
+-- When each of the messages given (ids) was applied here.
+SELECT id, at FROM public.bench_arrivals WHERE id = ANY(%s);
