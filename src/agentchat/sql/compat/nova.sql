@@ -40,6 +40,26 @@ COMMENT ON TABLE agentchat_nova.chat_refs IS
     ' own ref, others numbered from 2^30).';
 GRANT SELECT ON agentchat_nova.chat_refs TO PUBLIC;
 
+-- the message a ref names; for a ref that names none, the foreign-key violation NOVA's code
+-- expects of its own schema (SQLSTATE 23503, which their plugin tells apart)
+CREATE OR REPLACE FUNCTION agentchat_nova.message_of(ref integer, relation text, key text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    message bigint;
+BEGIN
+    SELECT r.chat_id INTO message FROM agentchat_nova.chat_refs r WHERE r.ref = message_of.ref;
+    IF message IS NULL THEN
+        RAISE EXCEPTION 'insert or update on table "%" violates foreign key constraint "%_%_fkey"',
+            relation, relation, key
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = pg_catalog.format('Key (%s)=(%s) is not present in table "agent_chat".',
+                                             key, ref);
+    END IF;
+    RETURN message;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION agentchat_nova.new_ref(chat_id bigint) RETURNS integer
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
     SELECT CASE WHEN chat_id < 1073741824 THEN chat_id::integer
@@ -88,15 +108,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF NEW.chat_id IS NULL OR (TG_OP = 'UPDATE' AND NEW.nova_ref IS DISTINCT FROM OLD.nova_ref
                                AND NEW.chat_id IS NOT DISTINCT FROM OLD.chat_id) THEN
-        SELECT r.chat_id INTO NEW.chat_id FROM agentchat_nova.chat_refs r
-         WHERE r.ref = NEW.nova_ref;
-        IF NEW.chat_id IS NULL THEN
-            RAISE EXCEPTION 'insert or update on table "agent_chat_processed" violates foreign key'
-                ' constraint "agent_chat_processed_chat_id_fkey"'
-                USING ERRCODE = 'foreign_key_violation',
-                      DETAIL = pg_catalog.format('Key (chat_id)=(%s) is not present in table'
-                                                 ' "agent_chat".', NEW.nova_ref);
-        END IF;
+        NEW.chat_id := agentchat_nova.message_of(NEW.nova_ref, 'agent_chat_processed', 'chat_id');
     ELSE
         SELECT r.ref INTO NEW.nova_ref FROM agentchat_nova.chat_refs r
          WHERE r.chat_id = NEW.chat_id;
@@ -142,14 +154,7 @@ DECLARE
     new_id bigint;
 BEGIN
     IF NEW.reply_to IS NOT NULL THEN
-        SELECT r.chat_id INTO parent FROM agentchat_nova.chat_refs r WHERE r.ref = NEW.reply_to;
-        IF parent IS NULL THEN
-            RAISE EXCEPTION 'insert or update on table "agent_chat" violates foreign key'
-                ' constraint "agent_chat_reply_to_fkey"'
-                USING ERRCODE = 'foreign_key_violation',
-                      DETAIL = pg_catalog.format('Key (reply_to)=(%s) is not present in table'
-                                                 ' "agent_chat".', NEW.reply_to);
-        END IF;
+        parent := agentchat_nova.message_of(NEW.reply_to, 'agent_chat', 'reply_to');
     END IF;
     INSERT INTO public.agent_chat (channel, sender, message, mentions, reply_to, created_at,
                                    expires_at)
@@ -248,14 +253,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF p_reply_to IS NOT NULL THEN
-        SELECT r.chat_id INTO parent FROM agentchat_nova.chat_refs r WHERE r.ref = p_reply_to;
-        IF parent IS NULL THEN
-            RAISE EXCEPTION 'insert or update on table "agent_chat" violates foreign key'
-                ' constraint "agent_chat_reply_to_fkey"'
-                USING ERRCODE = 'foreign_key_violation',
-                      DETAIL = pg_catalog.format('Key (reply_to)=(%s) is not present in table'
-                                                 ' "agent_chat".', p_reply_to);
-        END IF;
+        parent := agentchat_nova.message_of(p_reply_to, 'agent_chat', 'reply_to');
     END IF;
     new_id := public.send_agent_message(v_sender, p_message, v_recipients, 'general', parent);
     IF p_ttl IS NOT NULL THEN
