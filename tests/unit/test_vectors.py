@@ -45,8 +45,10 @@ def test_to_vector_refuses_what_the_server_would_refuse_for_the_whole_batch(
 
 
 def test_to_vector_refuses_components_that_are_not_numbers() -> None:
-    with pytest.raises(ValueError, match="not numbers"):
-        to_vector(["0.1", "0.2"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"not a number \(str\)"):
+        to_vector([0.1, "0.2"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"not a number \(NoneType\)"):
+        to_vector([0.1, None])  # type: ignore[list-item]
 
 
 def test_search_keeps_at_least_ef_search_candidates_and_never_fewer_than_its_limit() -> None:

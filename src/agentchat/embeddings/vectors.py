@@ -42,7 +42,10 @@ def to_vector(values: Sequence[float]) -> Vector:
     try:
         vector = Vector(values if isinstance(values, list) else list(values))
     except (TypeError, ValueError) as exc:
-        raise ValueError("the vector's components are not numbers") from exc
+        odd = next((x for x in values if not isinstance(x, (int, float))), None)
+        raise ValueError(
+            f"the vector has a component that is not a number ({type(odd).__name__})"
+        ) from exc
     # a sum of float4 components is finite exactly when each is (no float4 sum of at most
     # 16,000 components overflows a double); out-of-range floats became inf in float4 above
     if not math.isfinite(sum(vector.to_list())):
