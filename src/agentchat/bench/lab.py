@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
@@ -123,28 +124,47 @@ class Lab:
         replication.join(hub, target, timeout=300)
         return target
 
-    def drop(self, cluster: int, name: str) -> None:
-        """Drop database *name* on *cluster*: its subscriptions first (their slots with them)."""
+    def _unsubscribe(self, cluster: int, name: str) -> None:
+        """Drop the subscriptions of database *name* (their slots stay, inactive: they go with
+        their database)."""
         where = self._clusters.get(cluster)
         if where is None:
             return
         with contextlib.suppress(Exception), _db.connection(where.conninfo(name)) as conn:
             for (sub,) in conn.execute(queries["bench_subscriptions"]).fetchall():
                 replication.drop_subscription(conn, sub)
+
+    def _drop_database(self, cluster: int, name: str) -> bool:
+        where = self._clusters.get(cluster)
+        if where is None:
+            return True
         with contextlib.suppress(Exception), _db.connection(where.conninfo()) as admin:
             admin.execute(queries.compose("bench_drop_database", database=sql.Identifier(name)))
+            return True
+        return False
+
+    def drop(self, databases: list[tuple[int, str]]) -> None:
+        """Drop *databases* ((cluster, name) each): every subscription among them first, then
+        the databases, again while one still serves a walsender that is on its way out (a
+        two-way link's slot sits in each of its two databases)."""
+        for cluster, name in databases:
+            self._unsubscribe(cluster, name)
+        left = list(databases)
+        for _ in range(20):
+            left = [(c, n) for c, n in left if not self._drop_database(c, n)]
+            if not left:
+                return
+            time.sleep(0.25)
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
-        """Databases made inside are dropped at its end (replicas first: newest first), so a
-        benchmark's walsenders do not decode the next benchmark's writes."""
+        """Databases made inside are dropped at its end, so a benchmark's walsenders do not
+        decode the next benchmark's writes."""
         self._made.append([])
         try:
             yield
         finally:
-            made = self._made.pop()
-            for cluster, name in reversed(made):  # a source's slots go with its database
-                self.drop(cluster, name)
+            self.drop(list(reversed(self._made.pop())))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
