@@ -1,6 +1,6 @@
 """Embeddings: the worker's rows/s against the bare model's ``encode`` of the same texts.
 
-N chat-like messages (2,000; ``quick``: 128) are sent to a lab database (the embed trigger
+N chat-like messages (2,000; ``quick``: 96) are sent to a lab database (the embed trigger
 queues a row for each), then, for the same texts, in the order the worker claims them:
 
 - floor: the bare all-MiniLM-L6-v2, ``model.encode(texts, batch_size=32,
@@ -11,7 +11,7 @@ queues a row for each), then, for the same texts, in the order the worker claims
   binary into the HNSW-indexed column, commit; until the queue is empty), with the same
   embedder object, so each claimed batch is one forward pass of 32 texts.
 
-Each is run ``rounds`` times (3; quick: 1), alternating which goes first so a noisy neighbour
+Each is run ``rounds`` times (3; quick: 2), alternating which goes first so a noisy neighbour
 hurts both alike, and the best of each counts; between runs the queue is reset and vacuumed.
 Figures (``embeddings_`` + ...): ``worker_per_s`` with its floor (``worker_floor_per_s``, raw
 encode) and ``worker_ratio``; ``worker_model_share`` (of the best run's seconds, the share spent
@@ -106,7 +106,7 @@ def in_thread(work: Callable[[], T]) -> tuple[float, T]:
 def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
     from agentchat.embeddings import LocalEmbedder, Worker
 
-    count, rounds = (128, 1) if quick else (2000, 3)
+    count, rounds = (96, 2) if quick else (2000, 3)
     progress("embeddings: loading all-MiniLM-L6-v2")
     start = time.perf_counter()
     embedder = LocalEmbedder(batch_size=BATCH)  # the worker's batches: one forward pass each
