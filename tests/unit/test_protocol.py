@@ -27,6 +27,7 @@ from agentchat.agents.protocol import (
     Delivery,
     DeliveryLoop,
     Lost,
+    Unloadable,
     Wait,
     check_agent_settings,
     check_limits,
@@ -321,8 +322,10 @@ def test_both_front_ends_build_the_same_query_parameters() -> None:
     sync = Agent(" Owl ", "dbname=owl_memory", channel="ops", batch_size=7)
     aio = AsyncAgent(" Owl ", "dbname=owl_memory", channel="ops", batch_size=7)
     for agent in (sync, aio):
-        assert agent._filter() == {"agent": "owl", "channel": "ops", "limit": 7}
-        assert agent._claim_params(9) == {"id": 9, "agent": "owl", "channel": "ops"}
+        run = agent._loop(None, None)
+        run.size = 7
+        assert run.batch().params == {"agent": "owl", "channel": "ops", "limit": 7,
+                                      "scan": 7 + 3 * 7, "after": 0}  # fmt: skip
         assert agent._send_params("hi", to=["Nova"])["channel"] == "ops"  # its own channel
         assert agent._send_params("hi", channel="x")["channel"] == "x"
     assert Agent("owl", "dbname=x")._send_params("hi")["channel"] == "general"
@@ -567,33 +570,117 @@ def test_reply_params(to: Sequence[str] | None, mentions: list[str]) -> None:
 # -- one loop -----------------------------------------------------------------------------------
 
 
-def test_a_full_catch_up_reads_the_ids_and_a_full_batch_asks_for_more() -> None:
+def claimed(chat_id: int, status: str | None = "routed") -> list[Any]:
+    """A row of agent_claim_batch: id, the claim's status, the message's columns."""
+    return [chat_id, status, *ROW[1:]]
+
+
+def test_a_full_batch_asks_for_more_past_its_last_id_then_once_from_the_beginning() -> None:
     run = loop()
-    assert run.plan() is None
-    assert run.found([(3,), (4,)]) == [3, 4] and not run.catchup.has_work
-    assert run.plan() == []  # caught up: nothing notified, the next full one not due
-    run.catchup.full_due = True
-    assert run.found([(i,) for i in range(10)]) == list(range(10))
-    assert run.catchup.has_work  # batch_size 10: there may be more
+    first = run.batch()
+    assert first.query == "agent_claim_batch" and first.params["after"] == 0
+    assert first.params["limit"] == 1 and first.params["scan"] == 1 + 3 * 10  # sizes adapt
+    for i in (3, 4):
+        first.take(claimed(i))
+    assert run.finished(first) is False and run.catchup.has_work  # a full batch: more
+    second = run.batch()
+    assert second.params["after"] == 4  # past what the last one held, not from the beginning
+    second.take(claimed(9))
+    run.finished(second)
+    third = run.batch()
+    assert third.params["after"] == 9
+    run.finished(third)  # the end of the run: once more from the beginning
+    assert run.catchup.has_work and run.batch().params["after"] == 0
+    run.finished(run.batch())
+    assert not run.catchup.has_work and run.catchup.plan() == []
+
+
+def test_a_batch_grows_while_handlers_are_fast_and_is_one_message_when_they_are_slow() -> None:
+    clock = Clock()
+    run = loop(clock=clock)
+    sizes = []
+    for _ in range(6):
+        batch = run.batch()
+        sizes.append(batch.size)
+        for i in range(batch.size):
+            taken = batch.take(claimed(100 + i))
+            assert taken is not None
+            with run.handing_over(taken[0]):
+                clock.now += 0.001  # 1 ms a message
+        run.finished(batch)
+    assert sizes == [1, 2, 4, 8, 10, 10]  # doubling, up to batch_size
+    batch = run.batch()
+    taken = batch.take(claimed(200))
+    assert taken is not None
+    with run.handing_over(taken[0]):
+        clock.now += 0.5  # a slow handler: one message per transaction from now on
+    run.finished(batch)
+    assert run.size == 1
+
+
+def test_a_batch_hands_over_claimed_messages_and_records_what_is_not_routed() -> None:
+    run = loop()
+    batch = run.batch()
+    assert batch.take(claimed(5, "expired")) is None  # recorded expired by the claim
+    assert batch.take(claimed(6, None)) is None  # recorded by another listener meanwhile
+    unreadable = Unloadable(7, "routed", errors.DatabaseError("timestamp too large"))
+    assert batch.take(unreadable) is None  # recorded failed
+    taken = batch.take(claimed(8))
+    assert taken is not None and taken[1].id == 8
+    delivery, _message = taken
+    answered = batch.take(claimed(9))
+    assert answered is not None
+    answered[0].replied(42)
+    assert batch.locked == 5 and [d.chat_id for d in batch.deliveries] == [7, 8, 9]
+    assert batch.outcomes() == {
+        "agent": "owl", "ids": [7, 9], "statuses": ["failed", "responded"],
+        "errors": ["message 7 cannot be read: timestamp too large", None],
+    }  # fmt: skip
+    assert delivery.status == "routed"  # the claim's mark says so already
+
+
+def test_notified_ids_beyond_a_batch_wait_for_the_next_one() -> None:
+    run = loop()
+    run.finished(run.batch())  # the first full catch-up: nothing
+    run.size = 2
+    for i in (11, 12, 13):
+        run.catchup.note(note(id=i), "owl", None)
+    batch = run.batch()
+    assert batch.query == "agent_claim_ids" and batch.params["ids"] == [11, 12, 13]
+    assert batch.params["limit"] == 2  # the others are candidates: another listener may hold some
+    for i in (11, 12):
+        batch.take(claimed(i))
+    run.finished(batch)
+    assert run.batch().params["ids"] == [13]  # not looked at: next time
+    run.size = 2
+    for i in (14, 15, 16):
+        run.catchup.note(note(id=i), "owl", None)
+    skipping = run.batch()
+    skipping.take(claimed(16))  # 14 and 15 held by another listener (or handled): skipped
+    run.finished(skipping)
+    assert run.catchup.plan() == []
 
 
 def test_only_messages_handed_over_count_toward_the_limit() -> None:
     clock = Clock()
     run = loop(limit=2, clock=clock)
-    skipped = run.delivery(5)
-    assert run.done(skipped) is False and run.delivered == 0
-    for expected in (False, True):
-        delivery = run.delivery(6)
-        with run.handing_over(delivery):
-            pass
-        clock.now += 1
-        assert run.done(delivery) is expected
+    run.size = 10
+    batch = run.batch()
+    assert batch.size == 2  # never more than the limit leaves
+    assert batch.take(claimed(5, "expired")) is None
+    taken = batch.take(claimed(6))
+    assert taken is not None
+    with run.handing_over(taken[0]):
+        pass
+    clock.now += 1
+    assert run.finished(batch) is False and run.delivered == 1
+    assert run.batch().size == 1
     assert run.idle_since == clock.now
 
 
 def test_a_closed_generator_ends_the_loop() -> None:
     run = loop()
-    delivery = run.delivery(5)
+    delivery = Delivery("owl", 5)
     with pytest.raises(GeneratorExit), run.handing_over(delivery):
         raise GeneratorExit
     assert run.closing and not delivery.handed_over
@@ -630,7 +717,7 @@ def test_the_pause_after_a_pass(
 ) -> None:
     clock = Clock()
     run = loop(idle=idle, clock=clock)
-    run.found([])
+    run.finished(run.batch())  # a full catch-up that found nothing
     run.catchup.full_due = has_work
     run.backoff.delay()
     clock.now += elapsed
@@ -641,7 +728,7 @@ def test_the_pause_after_a_pass(
 
 def test_a_lost_connection_is_told_apart_from_the_send_connection() -> None:
     run = loop()
-    run.found([])
+    run.finished(run.batch())
     own = run.lost(errors.ConnectionLost("gone"))
     assert own == Lost(run.agent.conninfo, True, own.error) and run.catchup.has_work
     remote = run.lost(SendFailed("x", conninfo="dbname=hub"))
@@ -677,10 +764,11 @@ def test_reconnecting_backs_off_until_the_idle_timeout(caplog: pytest.LogCapture
 
 def test_notes_wake_the_agent_only_for_its_messages() -> None:
     run = loop()
-    run.found([])
+    run.finished(run.batch())
+    run.size = 10
     assert run.note([note(mentions=["sage"]), note(sender="owl")]) is False
     assert run.note([note(id=4), note(mentions=["sage"], id=5), note(id=6)]) is True
-    assert run.plan() == [4, 6]
+    assert run.batch().params["ids"] == [4, 6]
 
 
 @pytest.mark.parametrize(

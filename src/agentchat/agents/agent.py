@@ -14,10 +14,13 @@ How delivery works (docs/agents.md has the whole story):
 
 1. LISTEN first, then catch up from the table: the messages addressed to the agent (its name or
    ``*``, not its own) that have no mark in ``agent_chat_processed``, oldest first.
-2. Each message is claimed, handled and recorded in **one transaction**: the mark's insert, the
-   replies (when the agent's database is where it sends), and the outcome. A crash in between
-   rolls it all back and the message is delivered again: at least once to the handler, exactly
-   once recorded.
+2. A **batch** of messages is claimed, handled and recorded in **one transaction**: the marks'
+   insert (one statement, which skips what another listener of the agent holds), the replies
+   (when the agent's database is where it sends), and the outcomes. A crash in between rolls
+   the whole batch back and its messages are delivered again: at least once to the handler,
+   exactly once recorded. A batch is what is waiting, up to ``batch_size``, sized to about
+   :data:`~agentchat.agents.protocol.BATCH_WORK` of handler time (one message for a slow
+   handler).
 3. Then wait for a NOTIFY that concerns the agent and claim the ids it names (the claim checks
    the address again), and catch up in full at least every ``poll_interval`` seconds: a lost
    notification costs at most one interval.
@@ -33,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -41,6 +44,8 @@ from agentchat import _db, errors
 from agentchat.agents.message import Message
 from agentchat.agents.protocol import (
     BaseAgent,
+    Batch,
+    ClaimedRow,
     DeliveryLoop,
     SendOptions,
     Wait,
@@ -48,6 +53,7 @@ from agentchat.agents.protocol import (
     is_transient,
     redeliver,
     reply_text,
+    unloadable,
     unreadable_value,
 )
 from agentchat.agents.recipients import explain_refusal, read_registry
@@ -66,6 +72,7 @@ class Agent(BaseAgent):
     batch_size=100)``: *send_dsn*: where sends go. By default the agent's own database, or, when
     that is a replica, its source as ``agentchat install`` recorded it. *channel*: only this
     channel's messages. *poll_interval*: the longest a lost notification can delay a message.
+    *batch_size*: the most messages one transaction claims.
     """
 
     _event = threading.Event
@@ -153,9 +160,10 @@ class Agent(BaseAgent):
     ) -> Generator[Message, None, None]:
         """Every message addressed to this agent, oldest first, each exactly once.
 
-        A message is recorded as handled when the loop asks for the next one (or ends by
-        *limit* or *idle_timeout*): leaving the loop early with ``break`` or an exception rolls
-        the current message back, and it is delivered again next time. Call ``msg.reply()`` to
+        A message is handled when the loop asks for the next one, and recorded with its batch
+        (the messages claimed in one transaction): leaving the loop early with ``break`` or an
+        exception rolls the open batch back (the current message and those handed over with it),
+        and they are delivered again next time. Call ``msg.reply()`` to
         answer and ``msg.fail(error)`` to record a failure; both are part of the same record.
         *limit*: stop after that many messages. *idle_timeout*: stop after that many seconds
         without a message (0: just catch up), also while a connection is lost (then the error
@@ -167,22 +175,23 @@ class Agent(BaseAgent):
         while not self._stopping.is_set():
             try:
                 work = self._connect()
-                ids = loop.plan()
-                if ids is None:
-                    ids = loop.found(self._pending(work))
-                for chat_id in ids:
-                    if self._stopping.is_set():
-                        return
-                    delivery = loop.delivery(chat_id, post=functools.partial(self._reply, work))
-                    with loop.claiming(), work.transaction():
-                        message = delivery.read(self._claim(work, chat_id))
-                        if message is not None:
-                            with loop.handing_over(delivery):
-                                yield message
-                        if delivery.claimed:
-                            work.execute(queries["agent_finish"], delivery.outcome())
-                    if loop.done(delivery):
-                        return
+                batch = loop.batch()
+                post = functools.partial(self._reply, work)
+                with loop.claiming(), work.transaction():
+                    for row in self._claim(work, batch):
+                        taken = batch.take(row, post=post)
+                        if taken is None:
+                            continue
+                        delivery, message = taken
+                        with loop.handing_over(delivery):
+                            yield message
+                    outcomes = batch.outcomes()
+                    if outcomes is not None:
+                        work.execute(queries["agent_finish"], outcomes)
+                if loop.finished(batch):
+                    return
+                if self._stopping.is_set():
+                    return
                 wait = loop.pause()
                 if wait is None:
                     return
@@ -236,7 +245,8 @@ class Agent(BaseAgent):
         return handled
 
     def stop(self) -> None:
-        """Make :meth:`messages` / :meth:`run` return after the current message (thread-safe)."""
+        """Make :meth:`messages` / :meth:`run` return after the current message, or the rest of
+        the batch it was claimed with (thread-safe): what a batch claimed is handed over."""
         self._stopping.set()
 
     def close(self) -> None:
@@ -254,19 +264,23 @@ class Agent(BaseAgent):
 
     # -- connections -------------------------------------------------------------------------
 
-    def _pending(self, work: _db.Connection) -> Sequence[Sequence[Any]]:
-        with _db.wrap_errors(self.conninfo):
-            return work.execute(queries["agent_pending"], self._filter()).fetchall()
-
-    def _claim(self, work: _db.Connection, chat_id: int) -> Sequence[Any] | Exception | None:
-        """Claim *chat_id* in the delivery's transaction: its row, None (not for this agent, or
-        handled already), or the error fetching it raised."""
-        cur = work.execute(queries["agent_claim"], self._claim_params(chat_id))
-        try:
-            with _db.wrap_errors(self.conninfo):
-                return cur.fetchone()
-        except errors.AgentchatError as exc:
-            return unreadable_value(exc)
+    def _claim(self, work: _db.Connection, batch: Batch) -> Iterator[ClaimedRow]:
+        """Claim *batch* in its transaction (``agent_claim_batch`` or ``agent_claim_ids``) and
+        fetch its rows one by one: a row whose values cannot be fetched (a timestamp past year
+        9999) is an :class:`~agentchat.agents.protocol.Unloadable`, and the next ones still
+        come."""
+        cur = work.execute(queries[batch.query], batch.params)
+        for position in range(cur.rowcount):
+            try:
+                with _db.wrap_errors(self.conninfo):
+                    row = cur.fetchone()
+            except errors.AgentchatError as exc:
+                yield unloadable(cur, position, unreadable_value(exc))
+                if position + 1 < cur.rowcount:  # past the row that failed
+                    cur.scroll(position + 1, mode="absolute")
+                continue
+            if row is not None:
+                yield row
 
     def _connect(self) -> _db.Connection:
         """The work connection, after (re)opening both connections and LISTENing if needed."""

@@ -10,7 +10,7 @@
     await AsyncAgent("graybeard", dsn).run(handler)   # handler: sync or async, str | None
 
 Delivery works exactly as described in :mod:`agentchat.agents.agent`: LISTEN, catch up by
-query, one transaction per message (mark, replies, outcome), notification or poll, reconnect
+query, one transaction per batch (marks, replies, outcomes), notification or poll, reconnect
 with backoff. Every decision lives in :mod:`agentchat.agents.protocol`; this module holds the
 asyncio I/O only, with the same method names as :class:`agentchat.Agent`.
 """
@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
@@ -125,23 +125,22 @@ class AsyncAgent(protocol.BaseAgent):
         while not self._stopping.is_set():
             try:
                 work = await self._connect()
-                ids = loop.plan()
-                if ids is None:
-                    ids = loop.found(await self._pending(work))
-                for chat_id in ids:
-                    if self._stopping.is_set():
-                        return
-                    delivery = loop.delivery(chat_id, apost=functools.partial(self._reply, work))
-                    with loop.claiming():
-                        async with work.transaction():
-                            message = delivery.read(await self._claim(work, chat_id))
-                            if message is not None:
-                                with loop.handing_over(delivery):
-                                    yield message
-                            if delivery.claimed:
-                                await work.execute(queries["agent_finish"], delivery.outcome())
-                    if loop.done(delivery):
-                        return
+                batch = loop.batch()
+                apost = functools.partial(self._reply, work)
+                with loop.claiming():
+                    async with work.transaction():
+                        async for row in self._claim(work, batch):
+                            taken = batch.take(row, apost=apost)
+                            if taken is None:
+                                continue
+                            delivery, message = taken
+                            with loop.handing_over(delivery):
+                                yield message
+                        outcomes = batch.outcomes()
+                        if outcomes is not None:
+                            await work.execute(queries["agent_finish"], outcomes)
+                if loop.finished(batch) or self._stopping.is_set():
+                    return
                 wait = loop.pause()
                 if wait is None:
                     return
@@ -194,7 +193,8 @@ class AsyncAgent(protocol.BaseAgent):
         return handled
 
     def stop(self) -> None:
-        """Make :meth:`messages` / :meth:`run` return after the current message."""
+        """Make :meth:`messages` / :meth:`run` return after the current message (or the rest of
+        its batch)."""
         self._stopping.set()
 
     async def close(self) -> None:
@@ -212,21 +212,22 @@ class AsyncAgent(protocol.BaseAgent):
 
     # -- connections -------------------------------------------------------------------------
 
-    async def _pending(self, work: _db.AsyncConnection) -> Sequence[Sequence[Any]]:
-        with _db.wrap_errors(self.conninfo):
-            cur = await work.execute(queries["agent_pending"], self._filter())
-            return await cur.fetchall()
-
     async def _claim(
-        self, work: _db.AsyncConnection, chat_id: int
-    ) -> Sequence[Any] | Exception | None:
-        """:meth:`agentchat.Agent._claim`: the claimed row, None, or the error fetching it."""
-        cur = await work.execute(queries["agent_claim"], self._claim_params(chat_id))
-        try:
-            with _db.wrap_errors(self.conninfo):
-                return await cur.fetchone()
-        except errors.AgentchatError as exc:
-            return protocol.unreadable_value(exc)
+        self, work: _db.AsyncConnection, batch: protocol.Batch
+    ) -> AsyncIterator[protocol.ClaimedRow]:
+        """:meth:`agentchat.Agent._claim`: the batch's rows, an unloadable one as such."""
+        cur = await work.execute(queries[batch.query], batch.params)
+        for position in range(cur.rowcount):
+            try:
+                with _db.wrap_errors(self.conninfo):
+                    row = await cur.fetchone()
+            except errors.AgentchatError as exc:
+                yield protocol.unloadable(cur, position, protocol.unreadable_value(exc))
+                if position + 1 < cur.rowcount:  # past the row that failed
+                    await cur.scroll(position + 1, mode="absolute")
+                continue
+            if row is not None:
+                yield row
 
     async def _connect(self) -> _db.AsyncConnection:
         """The work connection, after (re)opening both connections and LISTENing if needed."""

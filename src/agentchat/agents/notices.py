@@ -106,33 +106,51 @@ class Catchup:
         self.full_due = True
         self.last_full = -math.inf
         self.notified: list[int] = []
+        self.after = 0  # the next full catch-up's start: past this id (0: from the beginning)
 
     def plan(self) -> list[int] | None:
-        """The notified ids to claim now, or None: run the full catch-up query."""
-        if self.full_due or self.clock() - self.last_full >= self.poll_interval:
+        """The notified ids to claim now, or None: run the full catch-up query (past
+        :attr:`after`)."""
+        if self.clock() - self.last_full >= self.poll_interval:
+            self.after = 0  # due: from the beginning
+            self.full_due = True
+        if self.full_due:
             self.notified = []  # the full catch-up finds them too
             return None
         ids, self.notified = self.notified, []
         return ids
 
-    def caught_up(self, found: int, batch_size: int) -> None:
-        """A full catch-up found *found* ids; a full batch means there may be more."""
-        self.last_full = self.clock()
-        self.full_due = found >= batch_size
+    def caught_up(self, found: int, batch_size: int, last_id: int = 0) -> None:
+        """A full catch-up found *found* messages, the last *last_id*. A full batch means there
+        may be more: the next one goes on past *last_id* (a backlog is read once, not from the
+        beginning each time). When such a run ends, one more from the beginning finds what it
+        passed over (a message committed late with a lower id, one another listener let go)."""
+        if self.after == 0:
+            self.last_full = self.clock()
+        if found >= batch_size:
+            self.after, self.full_due = last_id, True
+        elif self.after:
+            self.after, self.full_due = 0, True
+        else:
+            self.full_due = False
+
+    def put_back(self, ids: list[int]) -> None:
+        """Notified *ids* a claim had no room for: first in line next time."""
+        self.notified = ids + [i for i in self.notified if i not in ids]
 
     def note(self, payload: str, agent: str, channel: str | None) -> bool:
         """Take one notification; True if it concerns the agent."""
         concerns, msg_id = notified_id(payload, agent, channel)
         if concerns:
             if msg_id is None:
-                self.full_due = True
+                self.full_due, self.after = True, 0
             elif msg_id not in self.notified:
                 self.notified.append(msg_id)
         return concerns
 
     def lost_connection(self) -> None:
         """Notifications sent while disconnected are gone: catch up in full."""
-        self.full_due = True
+        self.full_due, self.after = True, 0
 
     @property
     def has_work(self) -> bool:

@@ -52,6 +52,12 @@ MAX_POLL_INTERVAL = 86_400.0
 MAX_IDLE_TIMEOUT = 31_536_000.0
 #: SQLSTATE foreign_key_violation: a message pruned between finding and claiming it
 FOREIGN_KEY_VIOLATION = "23503"
+#: about how much handler time one batch holds (seconds): a batch's size adapts to it, so a
+#: handler slower than this gets one message per transaction, a fast one up to ``batch_size``
+BATCH_WORK = 0.02
+#: a full catch-up looks at this many batches of candidates, so that it finds work past the
+#: batches other listeners of the same agent hold (locked: skipped, not waited for)
+SCAN_BATCHES = 4
 
 
 # -- settings ---------------------------------------------------------------------------------
@@ -103,6 +109,14 @@ def unreadable_value(exc: errors.AgentchatError) -> errors.AgentchatError:
     if is_transient(exc):
         raise exc
     return exc
+
+
+def unloadable(cur: Any, position: int, error: Exception) -> Unloadable:
+    """The claimed row at *position* of *cur*'s result whose values could not be fetched: its
+    id and status read from the raw result (text; both always fetchable), and the error."""
+    raw_id, raw_status = cur.pgresult.get_value(position, 0), cur.pgresult.get_value(position, 1)
+    status = None if raw_status is None else bytes(raw_status).decode()
+    return Unloadable(int(bytes(raw_id)), status, error)
 
 
 def lost(conninfo: str, exc: BaseException) -> errors.ConnectionFailed:
@@ -222,9 +236,94 @@ class Delivery:
         self.status, self.error = "failed", error[:MAX_ERROR]
 
     def outcome(self) -> dict[str, Any]:
-        """Parameters for the ``agent_finish`` query."""
+        """This delivery's row of ``agent_finish``."""
         return {"id": self.chat_id, "agent": self.agent, "status": self.status,
                 "error": self.error}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Unloadable:
+    """A claimed row whose values could not be fetched (a timestamp past year 9999): its id and
+    status, read apart from the rest, and the error."""
+
+    chat_id: int
+    status: str | None
+    error: Exception
+
+
+#: a row of ``agent_claim_batch`` / ``agent_claim_ids`` as a front-end fetched it
+ClaimedRow = Sequence[Any] | Unloadable
+
+
+class Batch:
+    """One claim and its transaction: the messages a listener locked and marked together, handed
+    over one by one, their outcomes recorded together at the end (``agent_finish``).
+
+    The front-end runs :attr:`query` with :attr:`params`, gives each row it fetches to
+    :meth:`take` (a :class:`Delivery` and its message, or None: expired, recorded by someone
+    else meanwhile, unreadable and recorded failed), then runs ``agent_finish`` with
+    :meth:`outcomes` and commits.
+    """
+
+    def __init__(
+        self,
+        agent: str,
+        query: str,
+        params: dict[str, Any],
+        size: int,
+        *,
+        full: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.agent = agent
+        self.query = query
+        self.params = params
+        self.size = size
+        self.full = full  # a full catch-up (else the ids notifications named)
+        self.clock = clock
+        self.started: float | None = None  # when the first row came: handler time from there
+        self.locked = 0  # rows the claim returned: messages this listener holds
+        self.last_id = 0  # the highest of them
+        self.deliveries: list[Delivery] = []
+
+    def take(
+        self, row: ClaimedRow, *, post: Post | None = None, apost: APost | None = None
+    ) -> tuple[Delivery, Message] | None:
+        """One claimed *row*: its delivery and message to hand over, or None: expired
+        (recorded so by the claim), recorded by someone else meanwhile, or unreadable (recorded
+        failed, with a warning)."""
+        self.locked += 1
+        if self.started is None:
+            self.started = self.clock()
+        value: Sequence[Any] | Exception
+        if isinstance(row, Unloadable):
+            chat_id, status, value = row.chat_id, row.status, row.error
+        else:
+            chat_id, status, value = int(row[0]), row[1], [row[0], *row[2:]]
+        self.last_id = max(self.last_id, chat_id)
+        if status != "routed":  # the claim's mark for a message it hands over
+            return None
+        delivery = Delivery(self.agent, chat_id, post=post, apost=apost)
+        self.deliveries.append(delivery)
+        message = delivery.read(value)
+        return None if message is None else (delivery, message)
+
+    @property
+    def handed_over(self) -> int:
+        return sum(1 for d in self.deliveries if d.handed_over)
+
+    def outcomes(self) -> dict[str, Any] | None:
+        """Parameters for ``agent_finish``: the outcomes that are not ``routed``, the claim's
+        mark (None: every message was simply routed)."""
+        each = [d.outcome() for d in self.deliveries if d.status != "routed"]
+        if not each:
+            return None
+        return {
+            "agent": self.agent,
+            "ids": [o["id"] for o in each],
+            "statuses": [o["status"] for o in each],
+            "errors": [o["error"] for o in each],
+        }
 
 
 @dataclass(frozen=True)
@@ -258,21 +357,44 @@ class DeliveryLoop:
         self.delivered = 0
         self.idle_since = clock()
         self.closing = False
+        self.size = 1  # the next batch's size: grows while handlers are fast (see finished())
 
-    def plan(self) -> list[int] | None:
-        """The ids to claim now, or None: run the full catch-up (``agent_pending``)."""
-        return self.catchup.plan()
+    def batch(self) -> Batch:
+        """The next claim: the ids notifications named (as many as fit), or a full catch-up
+        (``agent_claim_batch``); never more than the limit leaves."""
+        size = self.size
+        if self.limit is not None:
+            size = max(1, min(size, self.limit - self.delivered))
+        agent = self.agent
+        params: dict[str, Any] = {"agent": agent.name, "channel": agent.channel, "limit": size}
+        scan = size + (SCAN_BATCHES - 1) * agent.batch_size
+        ids = self.catchup.plan()
+        if ids is None:
+            params["scan"] = scan
+            params["after"] = self.catchup.after
+            return Batch(agent.name, "agent_claim_batch", params, size, full=True,
+                         clock=self.clock)  # fmt: skip
+        # as many candidates as a full catch-up looks at: those another listener holds (both
+        # were notified) are skipped, not the end of this claim
+        self.catchup.put_back(ids[scan:])
+        params["ids"] = ids[:scan]
+        return Batch(agent.name, "agent_claim_ids", params, size, full=False, clock=self.clock)
 
-    def found(self, rows: Sequence[Sequence[Any]]) -> list[int]:
-        """The ids of a full catch-up's *rows*."""
-        ids = [int(row[0]) for row in rows]
-        self.catchup.caught_up(len(ids), self.agent.batch_size)
-        return ids
-
-    def delivery(
-        self, chat_id: int, *, post: Post | None = None, apost: APost | None = None
-    ) -> Delivery:
-        return Delivery(self.agent.name, chat_id, post=post, apost=apost)
+    def finished(self, batch: Batch) -> bool:
+        """After a batch's commit: count what was handed over, size the next batch to about
+        :data:`BATCH_WORK` of handler time, and say whether the limit is reached."""
+        if batch.full:
+            self.catchup.caught_up(batch.locked, batch.size, batch.last_id)
+        elif batch.locked >= batch.size:  # full: the candidates past it were not looked at
+            self.catchup.put_back([i for i in batch.params["ids"] if i > batch.last_id])
+        handed = batch.handed_over
+        if handed and batch.started is not None:
+            self.delivered += handed
+            self.idle_since = self.clock()
+            each = max(self.clock() - batch.started, 1e-9) / handed
+            fits = max(1, int(BATCH_WORK / each))
+            self.size = max(1, min(self.agent.batch_size, fits, 2 * batch.size))
+        return self.limit is not None and self.delivered >= self.limit
 
     @contextlib.contextmanager
     def claiming(self) -> Iterator[None]:
@@ -296,14 +418,6 @@ class DeliveryLoop:
             self.closing = True
             raise
         delivery.handed_over = True
-
-    def done(self, delivery: Delivery) -> bool:
-        """After a delivery: True when the limit is reached."""
-        if not delivery.handed_over:
-            return False
-        self.delivered += 1
-        self.idle_since = self.clock()
-        return self.limit is not None and self.delivered >= self.limit
 
     def pause(self) -> Wait | None:
         """After a pass without errors: how long to wait for a notification (nothing, when
@@ -452,14 +566,6 @@ class BaseAgent:
         (none with *allow_unknown*)."""
         params = self._send_params(message, to=to, channel=channel, reply_to=reply_to)
         return params, [] if allow_unknown else named(params["mentions"])
-
-    def _filter(self) -> dict[str, Any]:
-        """Parameters for ``agent_pending``: this agent's waiting messages, a batch at a time."""
-        return {"agent": self.name, "channel": self.channel, "limit": self.batch_size}
-
-    def _claim_params(self, chat_id: int) -> dict[str, Any]:
-        """Parameters for ``agent_claim``."""
-        return {"id": chat_id, "agent": self.name, "channel": self.channel}
 
     def _loop(self, limit: int | None, idle_timeout: float | None) -> DeliveryLoop:
         return DeliveryLoop(self, limit, idle_timeout)

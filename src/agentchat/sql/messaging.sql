@@ -11,50 +11,94 @@ SELECT public.send_agent_message(%(sender)s, %(message)s, %(mentions)s::text[], 
 SELECT public.send_agent_reply(%(sender)s, %(message)s, %(mentions)s::text[], %(channel)s,
                                %(reply_to)s::bigint, %(reply_key)s);
 
--- name: agent_pending
--- Ids of the messages addressed to an agent (its name or '*' in mentions, not its own) that it
--- has no mark for, oldest first. The anti-join, not a high-water mark: a message whose
--- transaction committed late (or replicated late) with a lower id is still found.
-SELECT c.id
-  FROM public.agent_chat c
- WHERE c.mentions && ARRAY[%(agent)s::text, '*']
-   AND c.sender <> %(agent)s
-   AND (%(channel)s::text IS NULL OR c.channel = %(channel)s::text)
-   AND NOT EXISTS (SELECT 1 FROM public.agent_chat_processed p
-                    WHERE p.chat_id = c.id AND p.agent = %(agent)s)
- ORDER BY c.id
- LIMIT %(limit)s;
-
--- name: agent_claim
--- Claim one message for an agent inside the delivery's transaction and read it, if it is
--- addressed to the agent (its name or '*', not its own, on its channel if it has one): an id
--- from a notification is checked here, not trusted. The mark's insert holds the
--- (chat_id, agent) key until commit: a second listener of the same agent waits here, then
--- finds the mark and gets no row. Nothing returned: not for this agent, or handled already,
--- or expired (its time to live ran out: the mark says expired, and it is not handed over).
-WITH target AS (
+-- name: agent_claim_batch
+-- Claim a batch of an agent's waiting messages inside the batch's transaction, and read them:
+-- the messages addressed to it (its name or '*' in mentions, not its own, on its channel if it
+-- has one) that it has no mark for, oldest first. The anti-join, not a high-water mark: a
+-- message whose transaction committed late (or replicated late) with a lower id is still found
+-- (after: 0 from the beginning; a backlog's next batch starts past the last one's highest id,
+-- and the run ends with one more from the beginning).
+-- Two listeners of one agent split the work: each takes a transaction advisory lock on
+-- (agent, message) with pg_try_advisory_xact_lock and skips what another holds, instead of
+-- waiting for it (the candidates are materialised in id order and locked lazily under the
+-- LIMIT, so a claim locks what it takes and nothing more). The insert of the mark is the
+-- guarantee: ON CONFLICT sees marks committed after this statement's snapshot, so a message
+-- another listener recorded in between is not taken twice. The mark says 'routed', the outcome
+-- of a message handled without a reply, at once (agent_finish changes the others at the end of
+-- the batch; nobody sees a mark before the batch commits). Each locked message gives a row:
+-- status 'routed' (handed over: the message's columns follow), 'expired' (its time to live
+-- ran out: recorded expired, not handed over) or NULL (recorded meanwhile by someone else).
+WITH candidates AS MATERIALIZED (
     SELECT c.id, c.expires_at IS NOT NULL AND c.expires_at <= now() AS expired
       FROM public.agent_chat c
-     WHERE c.id = %(id)s
+     WHERE c.id > %(after)s
        AND c.mentions && ARRAY[%(agent)s::text, '*']
        AND c.sender <> %(agent)s
        AND (%(channel)s::text IS NULL OR c.channel = %(channel)s::text)
+       AND NOT EXISTS (SELECT 1 FROM public.agent_chat_processed p
+                        WHERE p.chat_id = c.id AND p.agent = %(agent)s)
+     ORDER BY c.id
+     LIMIT %(scan)s
+), locked AS MATERIALIZED (
+    SELECT id, expired
+      FROM candidates
+     WHERE pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(%(agent)s),
+                                                (id %% 4294967296 - 2147483648)::integer)
+     LIMIT %(limit)s
 ), claimed AS (
     INSERT INTO public.agent_chat_processed (chat_id, agent, status)
-    SELECT target.id, %(agent)s, CASE WHEN target.expired THEN 'expired' ELSE 'received' END
-      FROM target
+    SELECT id, %(agent)s, CASE WHEN expired THEN 'expired' ELSE 'routed' END
+      FROM locked
     ON CONFLICT (chat_id, agent) DO NOTHING
     RETURNING chat_id, status
 )
-SELECT c.id, c.channel, c.sender, c.mentions, c.reply_to, c.created_at, c.message
-  FROM public.agent_chat c JOIN claimed ON claimed.chat_id = c.id
- WHERE claimed.status = 'received';
+SELECT l.id, k.status, c.channel, c.sender, c.mentions, c.reply_to, c.created_at, c.message
+  FROM locked l
+  LEFT JOIN claimed k ON k.chat_id = l.id
+  LEFT JOIN public.agent_chat c ON c.id = l.id AND k.status = 'routed'
+ ORDER BY l.id;
+
+-- name: agent_claim_ids
+-- agent_claim_batch for the ids notifications named: each is checked here (addressed to the
+-- agent, not marked yet), not trusted; a forged id claims nothing.
+WITH candidates AS MATERIALIZED (
+    SELECT c.id, c.expires_at IS NOT NULL AND c.expires_at <= now() AS expired
+      FROM public.agent_chat c
+     WHERE c.id = ANY(%(ids)s::bigint[])
+       AND c.mentions && ARRAY[%(agent)s::text, '*']
+       AND c.sender <> %(agent)s
+       AND (%(channel)s::text IS NULL OR c.channel = %(channel)s::text)
+       AND NOT EXISTS (SELECT 1 FROM public.agent_chat_processed p
+                        WHERE p.chat_id = c.id AND p.agent = %(agent)s)
+     ORDER BY c.id
+), locked AS MATERIALIZED (
+    SELECT id, expired
+      FROM candidates
+     WHERE pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext(%(agent)s),
+                                                (id %% 4294967296 - 2147483648)::integer)
+     LIMIT %(limit)s
+), claimed AS (
+    INSERT INTO public.agent_chat_processed (chat_id, agent, status)
+    SELECT id, %(agent)s, CASE WHEN expired THEN 'expired' ELSE 'routed' END
+      FROM locked
+    ON CONFLICT (chat_id, agent) DO NOTHING
+    RETURNING chat_id, status
+)
+SELECT l.id, k.status, c.channel, c.sender, c.mentions, c.reply_to, c.created_at, c.message
+  FROM locked l
+  LEFT JOIN claimed k ON k.chat_id = l.id
+  LEFT JOIN public.agent_chat c ON c.id = l.id AND k.status = 'routed'
+ ORDER BY l.id;
 
 -- name: agent_finish
--- Record a delivery's outcome, in the same transaction as its claim.
-UPDATE public.agent_chat_processed
-   SET status = %(status)s, error_message = %(error)s, updated_at = now()
- WHERE chat_id = %(id)s AND agent = %(agent)s;
+-- Record the outcomes of a batch's messages that were not simply routed (arrays of ids,
+-- statuses and errors), in the transaction that claimed them: responded or failed, stamped by
+-- trg_stamp_agent_chat_processed (routed_at cleared: the claim's 'routed' was provisional).
+UPDATE public.agent_chat_processed p
+   SET status = o.status, error_message = o.error, routed_at = NULL, updated_at = now()
+  FROM unnest(%(ids)s::bigint[], %(statuses)s::text[], %(errors)s::text[])
+       AS o(id, status, error)
+ WHERE p.chat_id = o.id AND p.agent = %(agent)s;
 
 -- name: prune_cutoff
 -- The moment before which messages are old, by the server's clock.

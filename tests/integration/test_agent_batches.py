@@ -1,0 +1,168 @@
+"""Delivery in batches: one transaction claims, hands over and records several messages.
+
+What must hold (docs/agents.md, "How delivery works"): two listeners of one agent split a
+backlog, neither waiting on the other, with no message twice; a batch cut short (``break``, a
+crash) redelivers exactly its uncommitted part, and its replies go with it; ``stop()`` and
+``limit`` never record a message that was not handed over; an expired message in a batch is
+recorded expired and not handed over.
+
+Batch sizes adapt to the handler's speed (:data:`agentchat.agents.protocol.BATCH_WORK`); here
+that budget is made huge, so that sizes double from 1 whatever the machine's speed: the
+batches are [m0], [m1 m2], [m3 m4 m5 m6], [m7 ...].
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+
+import pytest
+
+from agentchat import messaging
+from agentchat.agent import Agent
+from agentchat.agents import protocol
+from agentchat.aio import AsyncAgent
+from tests.helpers import execute, marks
+
+#: the barrier's timeout: a deadlock detector (a listener waiting on the other), not a speed
+DEADLOCK = 60
+
+
+@pytest.fixture
+def doubling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 1, 2, 4, 8, ... messages, however slow the machine."""
+    monkeypatch.setattr(protocol, "BATCH_WORK", 3600.0)
+
+
+def send_many(db: str, count: int, to: str = "graybeard") -> list[int]:
+    return [messaging.send(db, sender="nova", message=f"m{i}", to=[to]) for i in range(count)]
+
+
+def replied_to(db: str) -> list[int]:
+    rows = execute(db, "SELECT reply_to FROM agent_chat WHERE reply_to IS NOT NULL ORDER BY 1")
+    return [int(str(r[0])) for r in rows]
+
+
+def test_two_listeners_split_a_backlog_neither_waiting_on_the_other(installed_db: str) -> None:
+    """Each listener's first 5 messages meet the other's at a barrier: both must be inside a
+    handler at once, 5 times over. A listener that waited for the other's claim (the old way:
+    the second to claim a message waited for the first's transaction) would break it."""
+    db = installed_db
+    sent = send_many(db, 60)
+    rounds = 5
+    barrier = threading.Barrier(2, timeout=DEADLOCK)
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+    broken: list[str] = []
+
+    def listen(name: str) -> None:
+        with Agent("graybeard", db, poll_interval=0.2) as agent:
+            for msg in agent.messages(idle_timeout=1):
+                seen[name].append(msg.id)
+                if len(seen[name]) <= rounds:
+                    try:
+                        barrier.wait()
+                    except threading.BrokenBarrierError:
+                        broken.append(f"{name} at its message {len(seen[name])}")
+                        return
+
+    threads = [threading.Thread(target=listen, args=(n,), daemon=True) for n in seen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(DEADLOCK * 3)
+    assert not broken, broken
+    assert all(len(ids) >= rounds for ids in seen.values()), seen
+    handed = Counter(seen["a"] + seen["b"])
+    assert set(handed) == set(sent) and set(handed.values()) == {1}  # none twice, none lost
+    assert [m[0] for m in marks(db)] == sent  # one mark each
+    assert {m[2] for m in marks(db)} == {"routed"}
+
+
+@pytest.mark.parametrize("front", ["sync", "asyncio"])
+def test_a_batch_cut_short_redelivers_exactly_its_uncommitted_part(
+    installed_db: str, doubling: None, front: str
+) -> None:
+    """Left at m4, the second message of the batch [m3 m4 m5 m6]: m0 to m2 are recorded with
+    their replies; m3 (handed over, replied to) and m4 roll back with the batch, and come again
+    with m5 onwards, each once; m3's reply is posted once, by the second run."""
+    db = installed_db
+    sent = send_many(db, 10)
+
+    def first_run() -> list[int]:
+        got: list[int] = []
+        with Agent("graybeard", db) as agent:
+            for msg in agent.messages(idle_timeout=0):
+                got.append(msg.id)
+                if len(got) == 5:
+                    break
+                msg.reply(f"re {msg.id}")
+        return got
+
+    async def first_run_async() -> list[int]:
+        got: list[int] = []
+        async with AsyncAgent("graybeard", db) as agent:
+            async for msg in agent.messages(idle_timeout=0):
+                got.append(msg.id)
+                if len(got) == 5:
+                    break
+                await msg.areply(f"re {msg.id}")
+        return got
+
+    got = first_run() if front == "sync" else asyncio.run(first_run_async())
+    assert got == sent[:5]
+    assert marks(db) == [(i, "graybeard", "responded") for i in sent[:3]]
+    assert replied_to(db) == sent[:3]  # m3's reply rolled back with its batch
+
+    with Agent("graybeard", db) as agent:
+        assert agent.run(lambda m: f"re {m.id}", idle_timeout=0) == 7
+    assert marks(db) == [(i, "graybeard", "responded") for i in sent]
+    assert replied_to(db) == sent  # one reply each
+
+
+def test_stop_and_limit_record_only_what_was_handed_over(installed_db: str, doubling: None) -> None:
+    """stop() in m3, the first of the batch [m3 m4 m5 m6], returns once that batch is handed
+    over (its marks were taken with it: nothing claimed is left unhandled); a limit ends in the
+    middle of where a batch would go, claiming no more than it leaves."""
+    db = installed_db
+    sent = send_many(db, 12)
+    got: list[int] = []
+    with Agent("graybeard", db) as agent:
+        for msg in agent.messages():
+            got.append(msg.id)
+            if len(got) == 4:
+                agent.stop()
+    assert got == sent[:7]
+    assert [m[0] for m in marks(db)] == got
+
+    with Agent("graybeard", db) as agent:
+        assert [m.id for m in agent.messages(limit=3)] == sent[7:10]
+    assert [m[0] for m in marks(db)] == sent[:10]
+    with Agent("graybeard", db) as agent:
+        assert agent.run(lambda m: None, idle_timeout=0) == 2
+    assert [m[0] for m in marks(db)] == sent
+
+
+def test_an_expired_message_in_a_batch_is_recorded_expired(
+    installed_db: str, doubling: None
+) -> None:
+    """m2, in the batch [m1 m2], expired: recorded expired, not handed over; m1 and the next
+    batch are handled as usual. An AsyncAgent too."""
+    db = installed_db
+    for agent_name in ("graybeard", "sage"):
+        sent = send_many(db, 5, to=agent_name)
+        execute(db, "UPDATE agent_chat SET expires_at = now() WHERE id = %s", (sent[2],))
+        if agent_name == "graybeard":
+            with Agent(agent_name, db) as agent:
+                got = [m.id for m in agent.messages(idle_timeout=0)]
+        else:
+
+            async def listen(name: str = agent_name) -> list[int]:
+                async with AsyncAgent(name, db) as agent:
+                    return [m.id async for m in agent.messages(idle_timeout=0)]
+
+            got = asyncio.run(listen())
+        assert got == [sent[0], sent[1], sent[3], sent[4]]
+        assert marks(db, agent_name) == [
+            (i, agent_name, "expired" if i == sent[2] else "routed") for i in sent
+        ]
