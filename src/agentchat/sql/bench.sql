@@ -14,6 +14,7 @@ ALTER DATABASE {database} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false;
 DROP DATABASE IF EXISTS {database} WITH (FORCE);
 
 -- name: bench_database_exists
+-- Whether a database of this name exists on the lab's cluster.
 SELECT 1 FROM pg_catalog.pg_database WHERE datname = %s;
 
 -- name: bench_subscriptions
@@ -56,6 +57,7 @@ INSERT INTO public.agent_chat_processed (chat_id, agent, status) VALUES (%s, %s,
 SELECT count(*), count(DISTINCT chat_id) FROM public.agent_chat_processed WHERE agent = %s;
 
 -- name: bench_listen
+-- The floor listener's wake-ups: the notify trigger's channel.
 LISTEN agent_chat;
 
 -- name: bench_walsender_pids

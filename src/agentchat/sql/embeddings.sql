@@ -151,12 +151,15 @@ SELECT c.reloptions FROM pg_catalog.pg_class c
 DROP INDEX public.memory_embeddings_embedding_idx;
 
 -- name: bench_search_vectors_table
+-- The search benchmark's synthetic vectors, staged in this session before they are stored.
 CREATE TEMPORARY TABLE bench_vectors (id bigint PRIMARY KEY, embedding public.vector);
 
 -- name: bench_search_copy_vectors
+-- The vectors, streamed in pgvector's binary format.
 COPY bench_vectors (id, embedding) FROM STDIN (FORMAT BINARY);
 
 -- name: bench_search_store_vectors
+-- Each queued row gets its synthetic vector, as the worker would store a real one.
 UPDATE public.memory_embeddings AS e
    SET embedding = v.embedding, model = 'bench-synthetic'
   FROM bench_vectors AS v
