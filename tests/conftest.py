@@ -33,9 +33,10 @@ TEST_SETTINGS = {"wal_retrieve_retry_interval": "1s"}
 
 
 #: the longest tests that need nothing but the session's clusters (each document of the docs,
-#: up to two minutes each): run first, each its own xdist work unit, so that the two workers
-#: share them instead of one worker ending the suite with all of them in a row
-RUN_FIRST = "tests/test_docs.py::test_document_runs"
+#: up to two minutes each) or clusters of their own (agentchat bench --quick, about a minute):
+#: run first, each its own xdist work unit, so that the two workers share them instead of one
+#: worker ending the suite with all of them in a row
+RUN_FIRST = ("tests/test_docs.py::test_document_runs", "tests/cli/test_bench.py::")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
