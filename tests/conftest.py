@@ -25,6 +25,9 @@ VERSIONS = [int(v) for v in os.environ.get("AGENTCHAT_PG_VERSIONS", "18").split(
 #: server version, so they run on the newest one only (AGENTCHAT_ALL_VERSIONS=1: on each); the
 #: library against each server version is what tests/integration/ covers
 NEWEST_ONLY = ("tests/cli/", "tests/test_docs.py", "tests/faults/", "tests/property/")
+#: and so do the scenarios marked ``volume`` (thousands of messages or rows: what they add to
+#: their shorter neighbours is volume, which does not depend on the server's version)
+VOLUME = "volume"
 
 
 #: the suite's clusters retry a failed apply worker or a lost connection every second instead of
@@ -50,7 +53,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         version = callspec.params.get("pg_version") if callspec is not None else None
         older = version is not None and version != newest
-        (drop if older and item.nodeid.startswith(NEWEST_ONLY) else keep).append(item)
+        newest_only = item.nodeid.startswith(NEWEST_ONLY) or item.get_closest_marker(VOLUME)
+        (drop if older and newest_only else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -51,6 +51,10 @@ Markers, an HTML comment on the line just before a block's opening fence:
 ``<!-- doc-test: database NAME -->``        a sql block runs against database NAME, in order
                                             with the document's console blocks
 ``<!-- doc-test: error (text) -->``         a sql block must fail with an error containing text
+``<!-- doc-test: run-by (tests/x.py) -->``  a console block that the named test runs and matches
+                                            with :func:`documented_command` and
+                                            :func:`output_matches` (a run that test needs
+                                            anyway, such as the demo, is not run twice)
 
 Each document's console blocks, python blocks and database-bound sql blocks run in order as one
 test, after dropping every database the document names (``--database``/``-d`` arguments, the
@@ -95,7 +99,7 @@ DEFAULT_REPLICATION_ROLE = "agent_chat_replicator"
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!--\s*doc-test:\s*(.*?)\s*-->\s*$")
-_MARKER_FORMS = re.compile(r"^(skip \(.+\)|database \S+|error \(.+\))$")
+_MARKER_FORMS = re.compile(r"^(skip \(.+\)|database \S+|error \(.+\)|run-by \(tests/\S+\.py\))$")
 _EXIT = re.compile(r"\s+#\s*exit\s+(\d+)\s*$")
 _ENV_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _TIME = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d(?::?\d\d)?|Z)?"
@@ -130,6 +134,13 @@ class Block:
     @property
     def skipped(self) -> bool:
         return self.marker is not None and self.marker.startswith("skip")
+
+    @property
+    def run_by(self) -> str | None:
+        """The test module that runs this block instead of the document's test."""
+        if self.marker and self.marker.startswith("run-by ("):
+            return self.marker[len("run-by (") : -1]
+        return None
 
     @property
     def database(self) -> str | None:
@@ -204,10 +215,15 @@ def doc_id(doc: Path) -> str:
 class Context:
     """What placeholders stand for, and the environment commands run in."""
 
-    hub: Cluster
+    hub: Cluster | None  # None: the commands ran elsewhere (a ``run-by`` block's test)
     tmp: Path
     #: message ids seen in outputs so far, by placeholder number (``<id3>`` -> ``ids["3"]``)
     ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cluster(self) -> Cluster:
+        assert self.hub is not None, "a run-by block's context runs nothing"
+        return self.hub
 
     def substitute(self, text: str, *, strict: bool = True) -> str:
         """*text* with the placeholders' values; an id no output has shown yet is an error
@@ -223,8 +239,8 @@ class Context:
         return _ID.sub(
             bound,
             text.replace("<tmp>", str(self.tmp))
-            .replace("<socket>", str(self.hub.socket_dir))
-            .replace("<port>", str(self.hub.port)),
+            .replace("<socket>", str(self.cluster.socket_dir))
+            .replace("<port>", str(self.cluster.port)),
         )
 
     def env(self) -> dict[str, str]:
@@ -235,8 +251,8 @@ class Context:
             and k not in ("AGENTCHAT_DSN", "AGENTCHAT_DATA_DIR", "AGENTCHAT_CONFIG")
         }
         env.update(
-            PGHOST=str(self.hub.socket_dir),
-            PGPORT=str(self.hub.port),
+            PGHOST=str(self.cluster.socket_dir),
+            PGPORT=str(self.cluster.port),
             PGUSER="postgres",
             COLUMNS="80",
             PYTHONIOENCODING="utf-8",
@@ -249,7 +265,7 @@ class Context:
 
         replacements = {
             "<tmp>": either(self.tmp),
-            "<socket>": either(self.hub.socket_dir),
+            "<socket>": either(self.hub.socket_dir) if self.hub else r"\S+",
             "<port>": r"\d+",
             "<pid>": r"\d+",
             "<n>": r"\d+",
@@ -324,7 +340,7 @@ def output_matches(ctx: Context, expected: list[str], actual: list[str]) -> bool
 
 
 def psql_path(ctx: Context) -> Path:
-    return find_binaries(ctx.hub.version).path("psql")
+    return find_binaries(ctx.cluster.version).path("psql")
 
 
 def argv_for(ctx: Context, command: Command) -> tuple[list[str], dict[str, str]]:
@@ -409,8 +425,8 @@ def bless(ctx: Context, block: Block, command: Command, actual: list[str]) -> bo
             line = re.sub(rf"\b{value}\b", f"<id{number}>", line)
         kept.append(
             line.replace(str(ctx.tmp), "<tmp>")
-            .replace(str(ctx.hub.socket_dir), "<socket>")
-            .replace(str(ctx.hub.port), "<port>")
+            .replace(str(ctx.cluster.socket_dir), "<socket>")
+            .replace(str(ctx.cluster.port), "<port>")
         )
     while kept and not kept[-1]:
         kept.pop()
@@ -429,7 +445,7 @@ def run_sql(ctx: Context, block: Block, dbname: str) -> subprocess.CompletedProc
     return subprocess.run(
         [
             str(psql_path(ctx)), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse",
-            "-d", ctx.hub.conninfo(dbname), "-f", "-",
+            "-d", ctx.cluster.conninfo(dbname), "-f", "-",
         ],
         input=ctx.substitute(block.text),
         capture_output=True,
@@ -563,10 +579,10 @@ def doc_tmp(cluster_root: Path) -> Iterator[Path]:
 def run_document(ctx: Context, blocks: list[Block]) -> None:
     """Run a document's console blocks, python blocks and database-bound sql blocks in order."""
     names, roles = databases_named(ctx, blocks), roles_named(ctx, blocks)
-    drop_all(ctx.hub, names, roles)
+    drop_all(ctx.cluster, names, roles)
     try:
         for block in blocks:
-            if block.skipped:
+            if block.skipped or block.run_by:
                 continue
             if block.lang == "console":
                 for command in block.commands():
@@ -578,7 +594,17 @@ def run_document(ctx: Context, blocks: list[Block]) -> None:
                 if done.returncode != 0:
                     pytest.fail(f"{block.where}: {done.stderr.strip()}", pytrace=False)
     finally:
-        drop_all(ctx.hub, names, roles)
+        drop_all(ctx.cluster, names, roles)
+
+
+def documented_command(doc: Path, prefix: str) -> Command:
+    """The command starting with *prefix* in *doc*'s ``run-by`` blocks, for the test that runs
+    it (that test names itself in the marker)."""
+    for block in parse_blocks(doc):
+        for command in block.commands() if block.run_by else ():
+            if command.text.startswith(prefix):
+                return command
+    raise AssertionError(f"{doc_id(doc)}: no run-by block has a command {prefix!r}")
 
 
 # -- the tests --------------------------------------------------------------------------------
@@ -637,6 +663,11 @@ def test_markers_are_well_formed(doc: Path) -> None:
     for block in parse_blocks(doc):
         if block.database or block.expected_error:
             assert block.lang == "sql", f"{block.where}: database/error markers are for sql"
+        if block.run_by:  # the test it names exists and reads this document's block
+            assert block.lang == "console", f"{block.where}: run-by is for console blocks"
+            runner = REPO / block.run_by
+            assert runner.is_file(), f"{block.where}: no test {block.run_by}"
+            assert "documented_command(" in runner.read_text(), f"{block.where}: {block.run_by}"
         if block.lang == "console" and not block.skipped:
             assert block.commands(), f"{block.where}: a console block without `$ command`"
 

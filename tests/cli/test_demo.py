@@ -10,6 +10,9 @@ import pytest
 
 from agentchat.sql import load_migrations
 from tests.helpers import run_cli
+from tests.test_docs import REPO, Context, documented_command, output_matches
+
+README = REPO / "README.md"
 
 SCHEMA = len(load_migrations())
 pytestmark = pytest.mark.slow  # a cluster, three databases, two-way links, a model: a minute
@@ -22,9 +25,15 @@ def postgres_processes(data_dir: Path) -> list[str]:
 
 def test_the_demo_runs_end_to_end_and_leaves_nothing_behind(cluster_root: Path) -> None:
     data_dir = cluster_root / "demo-data"
-    done = run_cli("demo", "--data-dir", str(data_dir), env={"NO_COLOR": "1"})
+    done = run_cli("demo", "--data-dir", str(data_dir), env={"NO_COLOR": "1", "COLUMNS": "80"})
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr == ""  # piped: no progress display
     out = done.stdout
+    # the README shows this run's output (its doc test leaves the demo to this test)
+    documented = documented_command(README, "agentchat demo --data-dir <tmp>")
+    assert output_matches(Context(None, data_dir), documented.expected, out.splitlines()), (
+        f"README.md:{documented.line} does not show what the demo printed:\n{out}"
+    )
     stages = re.findall(r"^(\d)\. ", out, flags=re.MULTILINE)
     assert stages == [str(n) for n in range(1, 9)], out
     for db in ("nova_memory", "graybeard_memory", "sage_memory"):

@@ -16,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from agentchat import messaging
 from agentchat.agent import Agent
 from agentchat.agents import protocol
 from agentchat.aio import AsyncAgent
+from agentchat.sql import queries
 from tests.helpers import execute, marks
 
 #: the barrier's timeout: a deadlock detector (a listener waiting on the other), not a speed
@@ -166,3 +170,49 @@ def test_an_expired_message_in_a_batch_is_recorded_expired(
         assert marks(db, agent_name) == [
             (i, agent_name, "expired" if i == sent[2] else "routed") for i in sent
         ]
+
+
+def claimed_marks_read(db: str, query: str, params: dict[str, Any], plans: str) -> int:
+    """The mark rows the claim *query* reads (its EXPLAIN ANALYZE, *plans* being psycopg's
+    ``plan_cache_mode`` for it; the claim itself rolled back)."""
+    with psycopg.connect(db) as conn:
+        conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Identifier(plans)))
+        explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + queries[query]
+        [(plan,)] = conn.execute(explain, params).fetchall()
+        conn.rollback()
+
+    def mark_rows(node: dict[str, Any]) -> int:
+        own = node["Actual Rows"] * node["Actual Loops"]
+        reads = node.get("Relation Name") == "agent_chat_processed" and "Scan" in node["Node Type"]
+        return (own if reads else 0) + sum(mark_rows(n) for n in node.get("Plans", []))
+
+    return mark_rows(plan[0]["Plan"])
+
+
+def a_long_history(db: str) -> int:
+    """20,000 messages to graybeard, the first 18,000 marked: the last mark's id."""
+    execute(db, "INSERT INTO agent_chat (sender, message, mentions) SELECT 'nova', 'm' || g,"
+                " '{graybeard}' FROM generate_series(1, 20000) g")  # fmt: skip
+    execute(db, "INSERT INTO agent_chat_processed (chat_id, agent, status) SELECT id,"
+                " 'graybeard', 'routed' FROM agent_chat ORDER BY id LIMIT 18000")  # fmt: skip
+    execute(db, "ANALYZE agent_chat")
+    execute(db, "ANALYZE agent_chat_processed")
+    return int(execute(db, "SELECT max(chat_id) FROM agent_chat_processed")[0][0])
+
+
+def test_a_claim_reads_no_more_marks_than_its_messages_need(installed_db: str) -> None:
+    """A claim must not read the agent's older marks. Both claims did: a backlog's next batch
+    (``after``: the last batch's highest id) through a merge anti-join over all of them, so
+    draining 100,000 messages went quadratic (``agentchat bench --only catchup``: 1,167
+    msg/s); a notified id's claim through its generic plan (a join filter over all of them), so
+    each delivery cost more as the history grew. The plans are those psycopg's statements get:
+    made for the values (its first runs) and generic (once prepared)."""
+    db = installed_db
+    after = a_long_history(db)
+    [(next_id,)] = execute(db, "SELECT min(id) FROM agent_chat WHERE id > %s", (after,))
+    for plans in ("force_custom_plan", "force_generic_plan"):
+        batch = {"agent": "graybeard", "channel": None, "limit": 100, "scan": 400, "after": after}
+        assert claimed_marks_read(db, "agent_claim_batch", batch, plans) <= 400, plans
+        notified = {"agent": "graybeard", "channel": None, "limit": 100, "ids": [next_id]}
+        assert claimed_marks_read(db, "agent_claim_ids", notified, plans) <= 1, plans
+    assert int(execute(db, "SELECT count(*) FROM agent_chat_processed")[0][0]) == 18000

@@ -166,6 +166,7 @@ def test_a_listener_survives_an_immediate_restart_of_its_cluster(
 
 
 @pytest.mark.slow
+@pytest.mark.volume
 def test_five_agents_on_three_databases_exchange_a_thousand_messages(topo: Topo) -> None:
     homes = {
         "nova": topo.source, "atlas": topo.source,

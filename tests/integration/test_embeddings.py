@@ -208,6 +208,7 @@ def test_search_results_are_unchanged_by_binary_vectors_and_long_lived_connectio
     assert all(run == runs[0] for run in runs)
 
 
+@pytest.mark.volume
 def test_two_concurrent_workers_embed_each_of_2000_rows_exactly_once(
     installed_db: str, hub: Cluster, stub: Stub
 ) -> None:

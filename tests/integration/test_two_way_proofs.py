@@ -164,6 +164,7 @@ AGENTS = ("nova", "sage", "echo")
 PER_WRITER = 125  # four writers: 500 messages, each answered once: 1,000
 
 
+@pytest.mark.volume
 def test_a_hub_and_three_spokes_on_two_servers_carry_1000_messages_exactly_once(
     dbs: Databases, hub: Cluster, remote: Cluster
 ) -> None:

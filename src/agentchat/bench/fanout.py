@@ -12,7 +12,9 @@ For each width, replicas are added to the same source (spread over the lab's clu
   is messages / seconds until the last row is on every replica (floor: the 1-replica rate), and
   ``fanout_<n>_walsender_cores`` the CPU the source's walsenders used meanwhile (cores, from
   /proc): where it nears the machine's cores, the walsenders saturate (each decodes the WAL
-  for itself).
+  for itself); ``fanout_<n>_apply_cores``, the same for the replicas' apply workers (each
+  applies every message for itself). Together they show where one machine runs out: on 2
+  cores, both near 2 means every replica waits for a CPU.
 
 ``fanout_widest_*`` repeat the widest case (50, quick 2; ``fanout_widest_replicas``) against the
 1-replica floor: the issue's target is p99 <= 4x. ``fanout_spokes_*``: the same from a hub to 8
@@ -62,6 +64,15 @@ def walsender_ticks(source: str) -> int:
     return sum(_ticks(pid) for pid in pids)
 
 
+def apply_pids(targets: list[str]) -> set[int]:
+    """The apply workers of *targets*' subscriptions (on whichever clusters they are)."""
+    pids: set[int] = set()
+    for target in targets:
+        with _db.connection(target) as conn:
+            pids.update(int(r[0]) for r in conn.execute(queries["bench_apply_pids"]).fetchall())
+    return pids
+
+
 def commit_times(dsn: str, ids: list[int], query: str = "bench_commit_times") -> dict[int, float]:
     with _db.connection(dsn) as conn:
         rows = conn.execute(queries[query], (ids,)).fetchall()
@@ -108,15 +119,20 @@ def arrived(replicas: list[str], last: int, timeout: float = 600) -> None:
             raise TimeoutError(f"message {last} did not reach every replica in {timeout:.0f} s")
 
 
-def spread(source: str, replicas: list[str], count: int) -> tuple[float, float]:
-    """(messages/s until the last of *count* is on every replica, walsender cores meanwhile)."""
+def spread(source: str, replicas: list[str], count: int) -> tuple[float, float, float]:
+    """(messages/s until the last of *count* is on every replica, the walsenders' cores and the
+    replicas' apply workers' cores meanwhile)."""
+    appliers = apply_pids(replicas)
     ticks = walsender_ticks(source)
+    applied = sum(_ticks(pid) for pid in appliers)
     start = time.perf_counter()
     last = send_bulk(source, count, "fanbulk")
     arrived(replicas, last)
     elapsed = time.perf_counter() - start
-    cores = (walsender_ticks(source) - ticks) / os.sysconf("SC_CLK_TCK") / elapsed
-    return count / elapsed, cores
+    per_second = os.sysconf("SC_CLK_TCK") * elapsed
+    cores = (walsender_ticks(source) - ticks) / per_second
+    apply_cores = (sum(_ticks(pid) for pid in appliers) - applied) / per_second
+    return count / elapsed, cores, apply_cores
 
 
 def commit_rate(lab: Lab, dsn: str, seconds: float) -> float:
@@ -174,7 +190,7 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
                 name = f"fanout_replica_{index}"  # the rows so far are not copied: not needed
                 replica = lab.replica(source, name, cluster=cluster, copy_data=False)
                 replicas.append(time_arrivals(replica))
-            p99, rate, cores = measure(source, replicas, count, bulk, progress)
+            p99, rate, cores, apply_cores = measure(source, replicas, count, bulk, progress)
             if n == 1:
                 one_p99, one_rate = p99, rate
                 figures.add("fanout_1_p99_ms", p99)
@@ -183,6 +199,7 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
                 figures.compare(f"fanout_{n}_p99_ms", p99, one_p99)
                 figures.compare(f"fanout_{n}_rate_per_s", rate, one_rate)
             figures.add(f"fanout_{n}_walsender_cores", cores)
+            figures.add(f"fanout_{n}_apply_cores", apply_cores)
         widest = cases[-1]
         figures.add("fanout_widest_replicas", widest)
         figures.compare("fanout_widest_p99_ms", figures[f"fanout_{widest}_p99_ms"], one_p99)
@@ -194,20 +211,22 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
         progress(f"fanout: two-way spoke {index + 1} of {spokes}")
         spoke = lab.spoke(hub, f"fanout_spoke_{index}", cluster=index // SPOKES_PER_CLUSTER)
         joined.append(time_arrivals(spoke))
-    p99, rate, cores = measure(hub, joined, count, bulk, progress)
+    p99, rate, cores, apply_cores = measure(hub, joined, count, bulk, progress)
     figures.add("fanout_spokes", spokes)
     figures.compare("fanout_spokes_p99_ms", p99, one_p99)
     figures.compare("fanout_spokes_rate_per_s", rate, one_rate)
     figures.add("fanout_spokes_walsender_cores", cores)
+    figures.add("fanout_spokes_apply_cores", apply_cores)
     return figures
 
 
 def measure(
     source: str, targets: list[str], count: int, bulk: int, progress: Progress
-) -> tuple[float, float, float]:
-    """(worst p99 ms, messages/s to all, walsender cores) from *source* to *targets*."""
+) -> tuple[float, float, float, float]:
+    """(worst p99 ms, messages/s to all, walsender cores, apply worker cores) from *source* to
+    *targets*."""
     progress(f"fanout: {len(targets)} target(s), latency at {RATE} msg/s")
     p99 = worst_p99(source, targets, count)
     progress(f"fanout: {len(targets)} target(s), {bulk} messages in bulk")
-    rate, cores = spread(source, targets, bulk)
-    return p99, rate, cores
+    rate, cores, apply_cores = spread(source, targets, bulk)
+    return p99, rate, cores, apply_cores

@@ -66,6 +66,14 @@ SELECT pid FROM pg_catalog.pg_stat_replication
  WHERE pid IN (SELECT pid FROM pg_catalog.pg_stat_activity
                 WHERE backend_type = 'walsender' AND datname = pg_catalog.current_database());
 
+-- name: bench_apply_pids
+-- The apply workers of this (replica) database's subscriptions: their pids, for their CPU time.
+SELECT w.pid FROM pg_catalog.pg_stat_subscription w
+  JOIN pg_catalog.pg_subscription s ON s.oid = w.subid
+ WHERE w.pid IS NOT NULL
+   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database
+                     WHERE datname = pg_catalog.current_database());
+
 -- name: bench_pgbench_send
 -- pgbench's transaction for the hub's commit rate: one message, whose trigger NOTIFYs.
 SELECT public.send_agent_message('nova', 'commit rate', '{notified}');

@@ -21,7 +21,10 @@ SELECT public.send_agent_reply(%(sender)s, %(message)s, %(mentions)s::text[], %(
 -- Two listeners of one agent split the work: each takes a transaction advisory lock on
 -- (agent, message) with pg_try_advisory_xact_lock and skips what another holds, instead of
 -- waiting for it (the candidates are materialised in id order and locked lazily under the
--- LIMIT, so a claim locks what it takes and nothing more). The insert of the mark is the
+-- LIMIT, so a claim locks what it takes and nothing more). The anti-join's own bound on
+-- p.chat_id is implied but not derived by the planner: without it, a merge anti-join read all
+-- of the agent's marks for each batch of a backlog (25 ms a batch at 50,000 marks; 0.6 ms with
+-- it: catch-up went quadratic). The insert of the mark is the
 -- guarantee: ON CONFLICT sees marks committed after this statement's snapshot, so a message
 -- another listener recorded in between is not taken twice. The mark says 'routed', the outcome
 -- of a message handled without a reply, at once (agent_finish changes the others at the end of
@@ -36,7 +39,8 @@ WITH candidates AS MATERIALIZED (
        AND c.sender <> %(agent)s
        AND (%(channel)s::text IS NULL OR c.channel = %(channel)s::text)
        AND NOT EXISTS (SELECT 1 FROM public.agent_chat_processed p
-                        WHERE p.chat_id = c.id AND p.agent = %(agent)s)
+                        WHERE p.chat_id = c.id AND p.agent = %(agent)s
+                          AND p.chat_id > %(after)s)
      ORDER BY c.id
      LIMIT %(scan)s
 ), locked AS MATERIALIZED (
@@ -60,7 +64,10 @@ SELECT l.id, k.status, c.channel, c.sender, c.mentions, c.reply_to, c.created_at
 
 -- name: agent_claim_ids
 -- agent_claim_batch for the ids notifications named: each is checked here (addressed to the
--- agent, not marked yet), not trusted; a forged id claims nothing.
+-- agent, not marked yet), not trusted; a forged id claims nothing. The anti-join names the ids
+-- on the marks' side too: the generic plan psycopg's prepared statement gets otherwise read all
+-- of the agent's marks for each claim (a join filter, not an index condition), so each
+-- delivery cost more as the agent's history grew.
 WITH candidates AS MATERIALIZED (
     SELECT c.id, c.expires_at IS NOT NULL AND c.expires_at <= now() AS expired
       FROM public.agent_chat c
@@ -69,7 +76,8 @@ WITH candidates AS MATERIALIZED (
        AND c.sender <> %(agent)s
        AND (%(channel)s::text IS NULL OR c.channel = %(channel)s::text)
        AND NOT EXISTS (SELECT 1 FROM public.agent_chat_processed p
-                        WHERE p.chat_id = c.id AND p.agent = %(agent)s)
+                        WHERE p.chat_id = c.id AND p.agent = %(agent)s
+                          AND p.chat_id = ANY(%(ids)s::bigint[]))
      ORDER BY c.id
 ), locked AS MATERIALIZED (
     SELECT id, expired
