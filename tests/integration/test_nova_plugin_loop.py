@@ -120,14 +120,30 @@ def plugins() -> Iterator[list[Plugin]]:
             plugin.stop()
 
 
-def check_woken_not_polled(plugin: Plugin, inserted: int) -> None:
-    """The plugin fetched at start and then once per notification, and was notified exactly
-    once per row *inserted* into its database's agent_chat while it listened (replicated or its
-    own): every message after the start reached it through NOTIFY (their keep-alive fetches
-    nothing), and nothing else woke it."""
+def after_start(plugin: Plugin) -> tuple[list[tuple[str, list[int]]], int]:
+    """The plugin's fetches without the empty wake-ups right after its start, and how many
+    there were. PostgreSQL may hand a new listener the notifications of transactions that
+    committed just before its LISTEN (async.c, Exec_ListenPreCommit: "We might get a few more
+    but that doesn't hurt"): the rows are already there, so such a wake-up finds nothing new
+    (seen once, on a suite run with four workers)."""
+    fetches = list(plugin.fetches)
+    early = 0
+    while len(fetches) > 1 and fetches[1] == ("notify", []):
+        del fetches[1]
+        early += 1
+    return fetches, early
+
+
+def check_woken_not_polled(plugin: Plugin, inserted: int, before: int) -> None:
+    """The plugin fetched at start and then once per notification, and was notified once per
+    row *inserted* into its database's agent_chat while it listened (replicated or its own),
+    and at most once more for each of the *before* rows that arrived just before it started
+    (:func:`after_start`): every message after the start reached it through NOTIFY (their
+    keep-alive fetches nothing), and nothing else woke it."""
     assert plugin.fatal is None, plugin.log
-    assert plugin.wakeups == inserted, plugin.fetches
-    assert [w for w, _ in plugin.fetches] == ["start"] + ["notify"] * inserted
+    fetches, _ = after_start(plugin)
+    assert inserted <= plugin.wakeups <= inserted + before, plugin.fetches
+    assert [w for w, _ in fetches] == ["start"] + ["notify"] * inserted
     assert len(plugin.handled_ids()) == len(set(plugin.handled_ids())), plugin.handled
 
 
@@ -146,7 +162,7 @@ def test_the_seed_era_plugin_answers_across_the_hub(
 
         plugin = Plugin(SEED, topology.as_role(role, NOVA_PASSWORD), "nova", reply_of)
         plugins.append(plugin.start())
-        assert plugin.fetches == [("start", [early])]  # its query never matches '*'
+        assert after_start(plugin)[0] == [("start", [early])]  # its query never matches '*'
 
         live = graybeard.send("sent while it runs", to=["nova"])
         hard = graybeard.send("a question it cannot answer", to=["nova"])
@@ -176,7 +192,7 @@ def test_the_seed_era_plugin_answers_across_the_hub(
     ]
     assert [h.reply_ids for h in plugin.handled] == [[r[0]] for r in replies] + [[]]
     # while it listened: graybeard's two live messages and the two replies
-    check_woken_not_polled(plugin, inserted=4)
+    check_woken_not_polled(plugin, inserted=4, before=2)
     assert plugin.log == []
     # the marks, where nova lives: its markRouted after the reply overwrites 'responded'; a
     # dispatch error is 'failed' with its text in error_message (and error, the same column)
@@ -265,7 +281,7 @@ def test_the_current_plugin_answers_across_the_hub(
         plugin = Plugin(CURRENT, plugin_dsn, "nova", reply_of)
         plugins.append(plugin.start())
         [early_ref] = refs(spoke, early)
-        assert plugin.fetches == [("start", [early_ref])]  # the expired one is not shown
+        assert after_start(plugin)[0] == [("start", [early_ref])]  # the expired one is not shown
 
         live = graybeard.send("sent while it runs", to=["nova"])
         everyone = graybeard.send("a broadcast", to=["*"])
@@ -310,7 +326,7 @@ def test_the_current_plugin_answers_across_the_hub(
         (all_refs[4], "notify", "self"),
     ]
     # while it listened: graybeard's three messages, four replies, nova's own broadcast
-    check_woken_not_polled(plugin, inserted=8)
+    check_woken_not_polled(plugin, inserted=8, before=2)
     assert plugin.log == []
     assert refs(spoke, stale)[0] not in plugin.handled_ids()
     # the marks, where nova lives: responded (their markRouted's guard keeps it), no routed_at;
