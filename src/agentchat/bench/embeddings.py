@@ -1,11 +1,11 @@
-"""Embeddings: the worker's rows/s against the bare model's ``encode`` of the same texts.
+"""Embeddings: the worker's rows/s against the bare model's ``embed`` of the same texts.
 
 N chat-like messages (2,000; ``quick``: 96) are sent to a lab database (the embed trigger
 queues a row for each), then, for the same texts, in the order the worker claims them:
 
-- floor: the bare all-MiniLM-L6-v2, ``model.encode(texts, batch_size=32,
-  normalize_embeddings=True)`` over all the texts, in a thread as the worker's calls are: the
-  model alone, nothing stored;
+- floor: the bare all-MiniLM-L6-v2, ``LocalEmbedder(batch_size=32).embed(texts)`` over all the
+  texts (tokens, the ONNX model, pooling), in a thread as the worker's calls are: the model
+  alone, nothing stored;
 - product: ``Worker(dsn, embedder, batch_size=32).run(once=True)`` end to end (connect, check
   the dimension, claim a batch ``FOR UPDATE SKIP LOCKED``, embed it, write its vectors in
   binary into the HNSW-indexed column, commit; until the queue is empty), with the same
@@ -81,7 +81,7 @@ class Timed:
 
 def in_thread(work: Callable[[], T]) -> tuple[float, T]:
     """*work*'s seconds and result, run in a thread of its own, as the worker runs the model
-    (on a busy machine, torch in the main thread was measured up to twice as slow as in a new
+    (on a busy machine, the model in the main thread was measured up to twice as slow as in a new
     thread: the floor must not be the slower of the two)."""
     out: list[tuple[float, T]] = []
     failed: list[BaseException] = []
@@ -111,9 +111,8 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
     start = time.perf_counter()
     embedder = LocalEmbedder(batch_size=BATCH)  # the worker's batches: one forward pass each
     load = time.perf_counter() - start
-    # warm-up on texts of the real lengths (torch sets up its CPU kernels per input shape)
+    # warm-up on texts of the real lengths (the runtime sets up its kernels per input shape)
     embedder.embed(texts(4 * BATCH))
-    model = embedder._model  # the floor: the bare model, as sentence-transformers gives it
 
     dsn = lab.database("bench_embeddings")
     with _db.connection(dsn) as conn:
@@ -138,11 +137,7 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
         for which in order:
             progress(f"embeddings: round {round_ + 1}/{rounds}, {which}, {count} texts")
             if which == "raw":
-                seconds, vectors = in_thread(
-                    lambda: model.encode(
-                        same, batch_size=BATCH, normalize_embeddings=True, show_progress_bar=False
-                    )
-                )
+                seconds, vectors = in_thread(lambda: embedder.embed(same))
                 raw = max(raw, count / seconds)
             else:
                 if round_:
@@ -164,7 +159,7 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
     Worker(dsn, embedder, batch_size=BATCH).run(once=True)
     fixed = time.perf_counter() - start
 
-    by_text = dict(zip(same, vectors.tolist(), strict=True))
+    by_text = dict(zip(same, vectors, strict=True))
     worst = 0.0
     with _db.connection(dsn) as conn:
         register(conn)

@@ -12,10 +12,10 @@ See docs/embeddings.md for the policy (who embeds what on a replica) and the wor
 from agentchat.embeddings.embedders import (
     Embedder,
     EmbedderError,
-    LocalEmbedder,
     OpenAIEmbedder,
     make_embedder,
 )
+from agentchat.embeddings.local import LocalEmbedder
 from agentchat.embeddings.mode import EmbeddingMode, embedding_mode
 from agentchat.embeddings.search import Hit, search
 from agentchat.embeddings.worker import Worker, WorkerStats

