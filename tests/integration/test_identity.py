@@ -103,6 +103,10 @@ def denied(dsn: str, query: str, params: tuple[object, ...] = ()) -> str:
     return str(caught.value)
 
 
+def as_role(role: str) -> sql.Composed:
+    return sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(role))
+
+
 def rows(dsn: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return list(conn.execute(query.encode(), params))
@@ -259,6 +263,73 @@ def test_listening_as_another_agent_is_refused_even_with_nothing_to_claim(
         list(impostor.messages(idle_timeout=0))
     done = invoke("listen", "--dsn", agents.nova, "--as", "sage", "--idle-timeout", "1")
     helpers.one_line_error(done, "agent nova cannot record deliveries of agent sage", 1)
+
+
+def test_the_own_marks_check_looks_the_agent_up_once_per_transaction(
+    agents: Agents, installed_db: str
+) -> None:
+    """Schema version 9: a batch of marks costs one lookup of the session's agent, not one per
+    mark (pg_stat_xact_user_functions counts the SECURITY DEFINER lookup's calls)."""
+    for _ in range(3):
+        seed(agents.db)
+    with psycopg.connect(agents.nova) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM agent_chat ORDER BY id")]
+    assert len(ids) >= 9  # what nova may read: it mentions nova, or is on ops, or from nova
+
+    with psycopg.connect(installed_db) as owner:  # the superuser: it may count calls
+        owner.execute("SET track_functions = 'all'")
+        owner.execute(as_role(agents.nova_role))  # as nova, in one statement
+        owner.execute(
+            "INSERT INTO agent_chat_processed (chat_id, agent)"
+            " SELECT id, 'nova' FROM unnest(%s::bigint[]) AS id",
+            (ids,),
+        )
+        [(calls,)] = owner.execute(
+            "SELECT calls FROM pg_stat_xact_user_functions"
+            " WHERE funcname = 'agentchat_session_agent'"
+        ).fetchall()
+        owner.execute("RESET SESSION AUTHORIZATION")
+        owner.rollback()
+    # the RLS policy's lookup once per statement, the trigger's once per transaction
+    assert calls == 2
+
+
+def test_a_forged_own_marks_setting_changes_only_the_error(agents: Agents) -> None:
+    """The cached agent in agentchat.session_agent decides nothing: row-level security refuses
+    a mark for another agent whatever the setting says."""
+    to_sage = seed(agents.db)["to_sage"]
+    for forged in ("sage " + agents.nova_role, " " + agents.nova_role, "sage nobody"):
+        with (
+            psycopg.connect(agents.nova) as conn,
+            pytest.raises(psycopg.errors.InsufficientPrivilege) as caught,
+        ):
+            conn.execute("SELECT set_config('agentchat.session_agent', %s, true)", (forged,))
+            conn.execute(
+                "INSERT INTO agent_chat_processed (chat_id, agent) VALUES (%s, 'sage')",
+                (to_sage,),
+            )
+        # the lookup was made again ("nobody" is not this role): the message names both agents
+        if forged == "sage nobody":
+            assert "agent nova cannot record deliveries of agent sage" in str(caught.value)
+    assert marks(agents.db, "sage") == []
+
+
+def test_the_own_marks_check_follows_the_session_role_within_a_transaction(
+    agents: Agents, installed_db: str
+) -> None:
+    """The superuser's mark first (no agent: anything goes), then, in the same transaction, the
+    same mark as nova's role: refused with the message that names the agents."""
+    to_sage = seed(agents.db)["to_sage"]
+    insert = "INSERT INTO agent_chat_processed (chat_id, agent) VALUES (%s, 'sage')"
+    with psycopg.connect(installed_db) as owner:
+        owner.execute(insert, (to_sage,))
+        owner.execute("SAVEPOINT before")
+        owner.execute("DELETE FROM agent_chat_processed WHERE chat_id = %s", (to_sage,))
+        owner.execute(as_role(agents.nova_role))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+            owner.execute(insert, (to_sage,))
+        assert "agent nova cannot record deliveries of agent sage" in str(caught.value)
+        owner.rollback()
 
 
 def test_an_agent_role_unknown_to_a_database_reads_and_sends_nothing(
