@@ -472,6 +472,8 @@ def _two_way_now(source: str, replica: str, held: list[tuple[object, ...]]) -> N
     """Every row the replica held is there, unchanged, once; and both now write and hear."""
     assert execute(replica, ROWS) == held == execute(source, ROWS)
     theirs = reply_on(source, "nova", int(str(held[-1][0])))
+    # a reply names a message its database holds: wait for the source's to come down
+    wait_for(lambda: theirs in ids(replica), what="the source's reply on the replica")
     mine = reply_on(replica, "sage", theirs)  # written on the former replica
     wait_for(lambda: converged([source, replica], len(held) + 2), what="both ways")
     assert node_of(mine) == node_setting(replica) != node_setting(source)
