@@ -6,10 +6,11 @@ queues a row for each), then, for the same texts, in the order the worker claims
 - floor: the bare all-MiniLM-L6-v2, ``LocalEmbedder(batch_size=32).embed(texts)`` over all the
   texts (tokens, the ONNX model, pooling), in a thread as the worker's calls are: the model
   alone, nothing stored;
-- product: ``Worker(dsn, embedder, batch_size=32).run(once=True)`` end to end (connect, check
-  the dimension, claim a batch ``FOR UPDATE SKIP LOCKED``, embed it, write its vectors in
-  binary into the HNSW-indexed column, commit; until the queue is empty), with the same
-  embedder object, so each claimed batch is one forward pass of 32 texts.
+- product: ``Worker(dsn, embedder).run(once=True)`` end to end (connect, check the dimension,
+  claim a batch ``FOR UPDATE SKIP LOCKED`` of the worker's default size,
+  :data:`~agentchat.embeddings.worker.BATCH_SIZE` rows, embed it, write its vectors in binary
+  into the HNSW-indexed column, commit; until the queue is empty), with the same embedder
+  object, so each claimed batch is forward passes of 32 texts of like length.
 
 Each is run ``rounds`` times (3; quick: 2), alternating which goes first so a noisy neighbour
 hurts both alike, and the best of each counts; between runs the queue is reset and vacuumed.
@@ -109,7 +110,7 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
     count, rounds = (96, 2) if quick else (2000, 3)
     progress("embeddings: loading all-MiniLM-L6-v2")
     start = time.perf_counter()
-    embedder = LocalEmbedder(batch_size=BATCH)  # the worker's batches: one forward pass each
+    embedder = LocalEmbedder(batch_size=BATCH)  # forward passes of 32, the floor's and the worker's
     load = time.perf_counter() - start
     # warm-up on texts of the real lengths (the runtime sets up its kernels per input shape)
     embedder.embed(texts(4 * BATCH))
@@ -144,7 +145,7 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
                     reset()
                 timed = Timed(embedder)
                 start = time.perf_counter()
-                stats = Worker(dsn, timed, batch_size=BATCH).run(once=True)
+                stats = Worker(dsn, timed).run(once=True)
                 seconds = time.perf_counter() - start
                 if stats.embedded != count or stats.failed:
                     raise errors.AgentchatError(
@@ -156,7 +157,7 @@ def run(lab: Lab, quick: bool, progress: Progress) -> Figures:
     assert vectors is not None
 
     start = time.perf_counter()  # the fixed cost of a run, included in the rate above
-    Worker(dsn, embedder, batch_size=BATCH).run(once=True)
+    Worker(dsn, embedder).run(once=True)
     fixed = time.perf_counter() - start
 
     by_text = dict(zip(same, vectors, strict=True))

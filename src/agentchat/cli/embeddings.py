@@ -14,6 +14,7 @@ from agentchat import _db
 from agentchat.cli import _options, _output
 from agentchat.embeddings import Embedder, Worker, WorkerStats, make_embedder, search
 from agentchat.embeddings.embedders import DEFAULT_KEY_ENV, EMBEDDERS
+from agentchat.embeddings.worker import BATCH_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +101,7 @@ class _Progress:
 @_options.connection
 @embedder_options
 @click.option("--once", is_flag=True, help="Drain what is due now, then exit.")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=BATCH_SIZE, show_default=True)
 @click.option(
     "--concurrency", type=click.IntRange(1, 64), default=1, show_default=True,
     help="Worker threads, each with its own connection (useful with an HTTP embedder).",

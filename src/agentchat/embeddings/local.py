@@ -65,6 +65,10 @@ class LocalEmbedder:
         weights = Path(model_path or _shipped_model_path())
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are not the user's business
+        # its threads sleep when a forward pass is done instead of spinning for the next: on a
+        # machine shared with PostgreSQL the spinning took the cores the server's writes needed
+        # (the worker 0.78 of the bare model with spinning, 0.85 without; docs/embeddings.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._tokenizer = _tokenizer(Tokenizer, weights)
             try:

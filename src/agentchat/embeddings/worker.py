@@ -37,6 +37,12 @@ from agentchat.sql import queries
 log = logging.getLogger("agentchat.embeddings")
 
 
+#: rows a worker claims and embeds together by default: one call of the embedder, which the local
+#: embedder splits into forward passes of texts of like length (less padding than batches taken in
+#: id order), and one ``UPDATE``; a failed batch is tried again row by row
+BATCH_SIZE = 128
+
+
 @dataclass
 class WorkerStats:
     """What a worker did, and the queue as it last looked."""
@@ -107,7 +113,7 @@ class Worker:
         dsn: str | None,
         embedder: Embedder,
         *,
-        batch_size: int = 32,
+        batch_size: int = BATCH_SIZE,
         concurrency: int = 1,
         poll_interval: float = 5.0,
         retry_base: float = 5.0,
