@@ -298,6 +298,8 @@ class Agent(BaseAgent):
             from agentchat import identity
 
             identity.check_acting_as(self._work, self.name)
+            with _db.wrap_errors(self.conninfo):
+                self._work.execute(queries["fresh_statistics"])  # for a backlog's claims
         except BaseException:
             listen.close()
             if self._work is not None:

@@ -239,8 +239,13 @@ class AsyncAgent(protocol.BaseAgent):
             with _db.wrap_errors(self.conninfo):
                 await listen.execute(queries["listen"])
             self._work = await _db.connect_async(self.conninfo, long_lived=True)
+            with _db.wrap_errors(self.conninfo):
+                await self._work.execute(queries["fresh_statistics"])  # for a backlog's claims
         except BaseException:
             await listen.close()
+            if self._work is not None:
+                await self._work.close()
+                self._work = None
             raise
         self._listen = listen
         with contextlib.suppress(errors.ConfigError):  # raised again when it sends

@@ -123,6 +123,12 @@ WITH doomed AS (
 )
 DELETE FROM public.agent_chat c USING doomed WHERE c.id = doomed.id;
 
+-- name: fresh_statistics
+-- When an agent connects: analyse the chat and the marks if they changed by more than half since
+-- they were last analysed (rows replicated while the agent was offline), so a backlog's claims
+-- get the plan they need; returns the tables analysed (schema 9, never waits on a lock).
+SELECT public.agentchat_fresh_statistics();
+
 -- name: listen
 -- Wake-ups for an agent's listener: the notify trigger's channel.
 LISTEN agent_chat;
