@@ -662,3 +662,41 @@ def test_an_expired_message_is_recorded_expired_and_not_handed_over(installed_db
     assert marks(db, "sage") == [(late, "sage", "expired")]
     with Agent("graybeard", db) as agent:  # nothing again: the marks hold
         assert [m.id for m in agent.messages(idle_timeout=0)] == []
+
+
+@pytest.mark.parametrize("front", ["sync", "asyncio"])
+def test_a_reply_at_the_source_waits_for_the_message_to_show_there(
+    installed_db: str, installed_db2: str, front: str
+) -> None:
+    """A source sends a commit to its replicas before its own sessions see it: an agent on a
+    replica can answer at the source a moment before the message shows there (seen once, in a
+    CI run under load: the reply failed with "reply_to ... is not a message"). The reply is
+    tried again for a while. Here the "source" is a second database where the message is
+    written a little after the agent, on the first, has it; and one that never gets it."""
+    listen_on, send_to = installed_db, installed_db2
+    insert = "INSERT INTO agent_chat (id, sender, message, mentions) VALUES (%s, 'nova', %s, %s)"
+    execute(listen_on, insert, (101, "late at the source", ["graybeard"]))
+    execute(listen_on, insert, (102, "never at the source", ["graybeard"]))
+    late = threading.Timer(0.3, execute, (send_to, insert, (101, "late at the source", ["x"])))
+
+    def handler(msg: Message) -> str:
+        if msg.id == 101:
+            late.start()
+        return f"re {msg.id}"
+
+    async def drain() -> int:
+        async with AsyncAgent("graybeard", listen_on, send_dsn=send_to) as agent:
+            return await agent.run(handler, idle_timeout=0)
+
+    if front == "sync":
+        with Agent("graybeard", listen_on, send_dsn=send_to) as agent:
+            assert agent.run(handler, idle_timeout=0) == 2
+    else:
+        assert asyncio.run(drain()) == 2
+    late.join()
+    assert marks(listen_on, "graybeard") == [(101, "graybeard", "responded"),
+                                             (102, "graybeard", "failed")]  # fmt: skip
+    [(error,)] = execute(listen_on, "SELECT error FROM agent_chat_processed WHERE chat_id = 102")
+    assert "reply_to 102 is not a message" in str(error)
+    replies = execute(send_to, "SELECT reply_to, message FROM agent_chat WHERE reply_to > 0")
+    assert replies == [(101, "re 101")]

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Unpack
@@ -57,7 +58,7 @@ from agentchat.agents.protocol import (
     unreadable_value,
 )
 from agentchat.agents.recipients import explain_refusal, read_registry
-from agentchat.agents.route import reraise
+from agentchat.agents.route import REPLY_NOT_VISIBLE_RETRIES, not_visible_yet, reraise
 from agentchat.agents.send import send_on, send_target
 from agentchat.sql import queries
 
@@ -141,6 +142,13 @@ class Agent(BaseAgent):
     ) -> int:
         """A delivery's reply: in its transaction when sends are local, else posted there."""
         if not self.sends_locally:
+            for delay in REPLY_NOT_VISIBLE_RETRIES:  # the source may not show the message yet
+                try:
+                    return self._post(params, check)
+                except errors.InvalidInput as exc:
+                    if not not_visible_yet(exc, params["reply_to"]):
+                        raise
+                    time.sleep(delay)
             return self._post(params, check)
         with _db.wrap_errors(self.conninfo), work.transaction():  # a savepoint: a failed
             self._check_recipients(work, check)  # reply leaves the mark usable

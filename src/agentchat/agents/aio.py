@@ -29,7 +29,7 @@ from agentchat import _db, errors
 from agentchat.agents import protocol
 from agentchat.agents.message import Message
 from agentchat.agents.recipients import aexplain_refusal, aread_registry
-from agentchat.agents.route import reraise
+from agentchat.agents.route import REPLY_NOT_VISIBLE_RETRIES, not_visible_yet, reraise
 from agentchat.agents.send import send_target
 from agentchat.sql import queries
 
@@ -101,6 +101,13 @@ class AsyncAgent(protocol.BaseAgent):
     ) -> int:
         """A delivery's reply: in its transaction when sends are local, else posted there."""
         if not await self.sends_locally():
+            for delay in REPLY_NOT_VISIBLE_RETRIES:  # the source may not show the message yet
+                try:
+                    return await self._post(params, check)
+                except errors.InvalidInput as exc:
+                    if not not_visible_yet(exc, params["reply_to"]):
+                        raise
+                    await asyncio.sleep(delay)
             return await self._post(params, check)
         with _db.wrap_errors(self.conninfo):
             async with work.transaction():  # a savepoint inside the delivery's transaction

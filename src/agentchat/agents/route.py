@@ -65,6 +65,22 @@ class SendRoute:
         return self.settle(found) == self.own
 
 
+#: seconds between the tries of a reply posted at the source while the message it answers is not
+#: visible there yet (then it fails). PostgreSQL sends a commit to its subscribers once its WAL
+#: is flushed, before the committing session has made it visible to the source's own sessions:
+#: on a busy source, an agent on a replica can be handed a message, and answer it at the source,
+#: a moment before the source shows it. Seen once in a CI run under load; the reply_key makes a
+#: second try safe.
+REPLY_NOT_VISIBLE_RETRIES = (0.01, 0.05, 0.2, 0.5, 1.0)
+
+
+def not_visible_yet(exc: BaseException, reply_to: object) -> bool:
+    """Whether *exc* is the source's refusal of a reply to *reply_to* as no message (yet)."""
+    return isinstance(exc, errors.InvalidInput) and exc.message.startswith(
+        f"reply_to {reply_to} is not a message"
+    )
+
+
 def send_unreachable(agent: str, conninfo: str, exc: BaseException) -> SendFailed:
     """The error for an agent whose sends go to *conninfo* (its source) when that fails."""
     reason = exc.message if isinstance(exc, errors.AgentchatError) else str(exc).strip()
